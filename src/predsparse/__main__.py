@@ -1,0 +1,5 @@
+import sys
+
+from predsparse.cli import main
+
+sys.exit(main())

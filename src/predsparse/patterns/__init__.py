@@ -1,0 +1,23 @@
+"""Pre-defined sparse connectivity patterns (fixed fan-in fi and fan-out fo per junction)."""
+
+from predsparse.patterns.format import (
+    Pattern,
+    check_net,
+    fan_out_index,
+    fanins,
+    load_pattern,
+    nearest_valid_fanouts,
+    valid_fanouts,
+    validate_junction,
+)
+
+__all__ = [
+    "Pattern",
+    "check_net",
+    "fan_out_index",
+    "fanins",
+    "load_pattern",
+    "nearest_valid_fanouts",
+    "valid_fanouts",
+    "validate_junction",
+]
