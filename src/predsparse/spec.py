@@ -1,0 +1,119 @@
+"""The run spec: everything that defines one training run.
+
+The pipeline writes one spec per run (JSON) from config.yaml; `predsparse train --spec FILE` reads it;
+MLflow logs it as the run's params. Validation here is the single place that says what a valid run is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from predsparse.errors import ConfigError
+
+DATASETS = ("morse", "mnist", "cifar10", "cifar100")
+# Real classes of each dataset; the output layer may be wider (the paper pads to a power of two).
+NUM_CLASSES = {"morse": 64, "mnist": 10, "cifar10": 10, "cifar100": 100}
+MODELS = ("mlp", "mnist_conv", "cifar_conv")
+OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run. Paths are strings so the spec round-trips through JSON unchanged."""
+
+    study: str
+    run_name: str
+    dataset: str
+    data: str  # .npz with xtr, ytr, xva, yva, xte, yte
+    pattern: str  # pattern file of the connected layers
+    model: str = "mlp"
+    variant: str | None = None  # Morse variant, recorded with every run
+    seed: int = 0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0  # L2 on existing weights only
+    batch_size: int = 256
+    epochs: int = 30
+    device: str = "auto"
+    tracking_uri: str | None = None  # None: sqlite:///results/mlflow.db, or MLFLOW_TRACKING_URI
+    extra: dict = field(default_factory=dict)  # free-form tags (e.g. method, compression) logged as params
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def run_id(self) -> str:
+        """Stable id of the run: a hash of everything that defines it except where it is tracked."""
+        payload = {k: v for k, v in self.to_dict().items() if k not in ("tracking_uri", "device")}
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return digest[:16]
+
+    @property
+    def num_classes(self) -> int:
+        return NUM_CLASSES[self.dataset]
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "run spec") -> "RunSpec":
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping of run settings, got {type(raw).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
+        missing = [k for k in required if k not in raw]
+        if missing:
+            raise ConfigError(f"{where}: missing required key(s) {missing}")
+        spec = cls(**raw)
+        spec.check(where)
+        return spec
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunSpec":
+        """Read a JSON or YAML run spec."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"run spec {path} does not exist")
+        text = path.read_text()
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                raw = yaml.safe_load(text)
+            else:
+                raw = json.loads(text)
+        except Exception as exc:  # malformed file of either kind
+            raise ConfigError(f"run spec {path} cannot be parsed: {str(exc).splitlines()[0]}") from None
+        return cls.from_dict(raw, where=str(path))
+
+    def check(self, where: str = "run spec") -> None:
+        def choice(key, value, valid):
+            if value not in valid:
+                raise ConfigError(f"{where}: {key} '{value}' is not one of {list(valid)}")
+
+        choice("dataset", self.dataset, DATASETS)
+        choice("model", self.model, MODELS)
+        choice("optimizer", self.optimizer, OPTIMIZERS)
+        choice("device", self.device, DEVICES)
+        for key in ("seed", "batch_size", "epochs"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
+                raise ConfigError(f"{where}: {key} must be an integer >= {0 if key == 'seed' else 1}, got {value!r}")
+        for key in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{where}: {key} must be a finite number >= 0, got {value!r}")
+        if self.lr == 0:
+            raise ConfigError(f"{where}: lr must be > 0, got 0")
+        for key in ("study", "run_name"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value or "/" in value or value.startswith("."):
+                raise ConfigError(f"{where}: {key} must be a non-empty name without '/', got {value!r}")
