@@ -33,6 +33,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    # mkstemp creates 0600; results are ordinary files, so apply the usual mode under the umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_name, 0o666 & ~umask)
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -61,13 +65,15 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """Serialise arrays to .npz bytes that depend only on the arrays (names sorted, fixed timestamps)."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    # Stored, not deflated: deflate output differs between zlib builds (e.g. zlib-ng), which would break
+    # byte-identical files across machines, and compression dominated the write time of large patterns.
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            # asarray(order="C"), not ascontiguousarray: the latter turns 0-d arrays (e.g. meta) into 1-d.
+            np.lib.format.write_array(member, np.asarray(arrays[name], order="C"), allow_pickle=False)
             zf.writestr(info, member.getvalue())
     return buf.getvalue()
 

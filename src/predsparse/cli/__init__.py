@@ -26,6 +26,7 @@ VERBS = {
     "aggregate": "aggregate",
     "report": "report",
     "csc": "csc",
+    "plan": "plan",
 }
 
 
@@ -49,7 +50,10 @@ def parse_int_list(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="predsparse", description=__doc__.splitlines()[0])
+    parser = OneLineParser(
+        prog="predsparse",
+        description="Pre-defined sparse neural networks: patterns, scatter, sparse layers, datasets, training and reports.",
+    )
     from predsparse import __version__
 
     parser.add_argument("--version", action="version", version=f"predsparse {__version__}")

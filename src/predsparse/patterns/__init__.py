@@ -10,12 +10,15 @@ from predsparse.patterns.format import (
     valid_fanouts,
     validate_junction,
 )
+from predsparse.patterns.generate import KINDS, generate_pattern
 
 __all__ = [
+    "KINDS",
     "Pattern",
     "check_net",
     "fan_out_index",
     "fanins",
+    "generate_pattern",
     "load_pattern",
     "nearest_valid_fanouts",
     "valid_fanouts",
