@@ -1,0 +1,347 @@
+"""Robust transfer (predsparse.data.download) against a real HTTP server on 127.0.0.1.
+
+`LoopbackServer` serves bytes the tests choose, honours Range requests, counts requests and injects one
+fault per request from a queue: drop the connection half-way, corrupt the body, hang, ignore Range,
+answer 404 / 503, or send slowly. test_datasets.py reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from predsparse.data import download
+from predsparse.data.download import RemoteFile, fetch, fetch_all
+from predsparse.errors import DatasetError
+
+
+class LoopbackServer:
+    """A threading HTTP/1.1 server on 127.0.0.1 serving `files` (name -> bytes) with injectable faults."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.faults: dict[str, list[str]] = {}  # name -> faults, one consumed per request
+        self.requests: list[tuple[str, str | None]] = []  # (name, Range header)
+        self.release = threading.Event()  # ends a 'hang' early at teardown
+        self._lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    def remote(self, name: str, data: bytes, *, md5: str | None = None, extra_urls=()) -> RemoteFile:
+        """Serve `data` as `name` and describe it as a publisher's file (MD5 of `data` unless given)."""
+        self.files[name] = data
+        return RemoteFile(name, md5 or hashlib.md5(data).hexdigest(), (*extra_urls, self.url(name)), len(data))
+
+    def count(self, name: str) -> int:
+        return sum(1 for n, _ in self.requests if n == name)
+
+    def close(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _next_fault(self, name):
+        with self._lock:
+            queue = self.faults.get(name) or []
+            return queue.pop(0) if queue else None
+
+    def _handler_class(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                name = self.path.lstrip("/")
+                with server._lock:
+                    server.requests.append((name, self.headers.get("Range")))
+                fault = server._next_fault(name)
+                try:
+                    self._answer(name, fault)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+            def _answer(self, name, fault):
+                if name not in server.files or fault in ("404", "503"):
+                    self.send_response(int(fault or 404))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if fault == "hang":
+                    server.release.wait(timeout=5)
+                    self.close_connection = True
+                    return
+                body = server.files[name]
+                if fault == "corrupt":
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                start, wanted = 0, self.headers.get("Range")
+                if wanted and fault != "ignore_range":
+                    start = int(wanted.removeprefix("bytes=").split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                rest = body[start:]
+                if fault == "drop":  # half the promised bytes, then hang up
+                    self.wfile.write(rest[: len(rest) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if fault == "slow":  # long enough for a second process to arrive meanwhile
+                    self.wfile.write(rest[: len(rest) // 2])
+                    self.wfile.flush()
+                    time.sleep(1.0)
+                    rest = rest[len(rest) // 2:]
+                self.wfile.write(rest)
+
+        return Handler
+
+
+@pytest.fixture
+def server():
+    srv = LoopbackServer()
+    yield srv
+    srv.close()
+
+
+def closed_port_url(name: str) -> str:
+    """A loopback URL nothing listens on (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"
+
+
+def payload(n: int = 200_000, seed: int = 0) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Files other than the lock files."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.endswith(".lock"))
+
+
+FAST = {"backoff": 0.0, "timeout": 5.0}
+
+
+def test_download_verifies_and_is_never_repeated(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    path = fetch(remote, tmp_path, **FAST)
+    assert path == tmp_path / "a.bin" and path.read_bytes() == data
+    assert fetch(remote, tmp_path, **FAST) == path
+    assert server.count("a.bin") == 1
+    assert leftovers(tmp_path) == ["a.bin"]
+
+
+def test_connection_dropped_halfway_resumes_with_range(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    server.faults["a.bin"] = ["drop"]
+    assert fetch(remote, tmp_path, **FAST).read_bytes() == data
+    assert server.requests == [("a.bin", None), ("a.bin", f"bytes={len(data) // 2}-")]
+    assert leftovers(tmp_path) == ["a.bin"]
+
+
+def test_partial_file_of_an_earlier_run_is_resumed(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    (tmp_path / "a.bin.part").write_bytes(data[:70_000])
+    assert fetch(remote, tmp_path, **FAST).read_bytes() == data
+    assert server.requests == [("a.bin", "bytes=70000-")]
+
+
+def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    (tmp_path / "a.bin.part").write_bytes(data[:70_000])
+    server.faults["a.bin"] = ["ignore_range"]
+    assert fetch(remote, tmp_path, **FAST).read_bytes() == data
+    assert server.count("a.bin") == 1
+
+
+def test_stale_partial_file_fails_checksum_then_full_retry_succeeds(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    (tmp_path / "a.bin.part").write_bytes(b"x" * 1000)  # not a prefix of the file
+    assert fetch(remote, tmp_path, **FAST).read_bytes() == data
+    assert server.requests == [("a.bin", "bytes=1000-"), ("a.bin", None)]
+
+
+def test_corrupted_download_is_removed_retried_once_then_clear_error(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    server.faults["a.bin"] = ["corrupt", "corrupt", "corrupt"]
+    with pytest.raises(DatasetError) as err:
+        fetch(remote, tmp_path, **FAST)
+    message = str(err.value)
+    assert "twice" in message and remote.md5 in message and "a.bin" in message and str(tmp_path) in message
+    assert server.count("a.bin") == 2
+    assert leftovers(tmp_path) == []
+
+
+def test_one_corrupted_download_is_retried(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    server.faults["a.bin"] = ["corrupt"]
+    assert fetch(remote, tmp_path, **FAST).read_bytes() == data
+    assert server.count("a.bin") == 2
+
+
+def test_existing_bad_file_is_replaced(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    (tmp_path / "a.bin").write_bytes(b"not it")
+    assert fetch(remote, tmp_path, **FAST).read_bytes() == data
+    assert server.count("a.bin") == 1
+
+
+def test_second_mirror_after_refused_connection_and_404(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data, extra_urls=(closed_port_url("a.bin"), server.url("gone/a.bin")))
+    assert fetch(remote, tmp_path, retries=1, **FAST).read_bytes() == data
+    assert server.count("gone/a.bin") == 1  # a 404 is not retried
+    assert server.count("a.bin") == 1
+
+
+def test_server_errors_are_retried_with_exponential_backoff(server, tmp_path, monkeypatch):
+    delays = []
+    monkeypatch.setattr(download.time, "sleep", delays.append)
+    data = payload()
+    remote = server.remote("a.bin", data)
+    server.faults["a.bin"] = ["503", "503", "503"]
+    assert fetch(remote, tmp_path, retries=3, backoff=0.5, timeout=5.0).read_bytes() == data
+    assert delays == [0.5, 1.0, 2.0]
+    assert server.count("a.bin") == 4
+
+
+def test_timeout_then_retry(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    server.faults["a.bin"] = ["hang"]
+    assert fetch(remote, tmp_path, retries=1, backoff=0.0, timeout=0.3).read_bytes() == data
+    assert server.count("a.bin") == 2
+
+
+def test_no_network_error_names_urls_file_checksum_and_directory(tmp_path):
+    urls = (closed_port_url("a.bin"), closed_port_url("b/a.bin"))
+    remote = RemoteFile("a.bin", "0123456789abcdef0123456789abcdef", urls, 1234)
+    with pytest.raises(DatasetError) as err:
+        fetch(remote, tmp_path / "raw", retries=1, **FAST)
+    message = str(err.value)
+    assert "\n" not in message
+    for part in (*urls, "a.bin", remote.md5, str((tmp_path / "raw").resolve())):
+        assert part in message
+    assert leftovers(tmp_path / "raw") == []
+
+
+def test_offline_uses_present_file_without_network(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    (tmp_path / "a.bin").write_bytes(data)
+    assert fetch(remote, tmp_path, offline=True).read_bytes() == data
+    assert server.requests == []
+
+
+def test_offline_without_file_names_everything_needed(tmp_path):
+    remotes = [RemoteFile(name, f"{i}" * 32, (f"https://example.org/{name}",), 10) for i, name in enumerate("xy")]
+    with pytest.raises(DatasetError) as err:
+        fetch_all(remotes, tmp_path / "mnist", offline=True)
+    message = str(err.value)
+    assert "offline" in message and "\n" not in message
+    for remote in remotes:
+        assert remote.name in message and remote.md5 in message and remote.urls[0] in message
+    assert str((tmp_path / "mnist").resolve()) in message
+
+
+def test_offline_with_wrong_file_removes_it_and_says_so(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"wrong")
+    remote = RemoteFile("a.bin", "0" * 32, ("https://example.org/a.bin",))
+    with pytest.raises(DatasetError, match="removed"):
+        fetch(remote, tmp_path, offline=True)
+    assert leftovers(tmp_path) == []
+
+
+def test_not_enough_free_space_is_refused_before_downloading(server, tmp_path):
+    remote = server.remote("a.bin", payload(1000))
+    remote = RemoteFile(remote.name, remote.md5, remote.urls, size=10 ** 18)
+    with pytest.raises(DatasetError, match="not enough free space"):
+        fetch(remote, tmp_path, **FAST)
+    assert server.requests == []
+
+
+FETCH_SCRIPT = """
+import sys
+from predsparse.data.download import RemoteFile, fetch
+name, md5, url, directory = sys.argv[1:5]
+fetch(RemoteFile(name, md5, (url,)), directory, backoff=0.0, timeout=10.0)
+"""
+
+
+def _fetch_process(remote: RemoteFile, directory: Path, preamble: str = "") -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", preamble + FETCH_SCRIPT, remote.name, remote.md5, remote.urls[-1], str(directory)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_two_processes_fetching_at_once_download_once(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    server.faults["a.bin"] = ["slow", "slow"]
+    procs = [_fetch_process(remote, tmp_path) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    assert server.count("a.bin") == 1
+    assert (tmp_path / "a.bin").read_bytes() == data
+    assert leftovers(tmp_path) == ["a.bin"]
+
+
+def test_a_waiting_process_takes_the_file_the_lock_holder_wrote(server, tmp_path):
+    data = payload()
+    remote = server.remote("a.bin", data)
+    with download._locked(tmp_path, "a.bin"):
+        proc = _fetch_process(remote, tmp_path)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=1.5)  # blocked on the lock
+        (tmp_path / "a.bin").write_bytes(data)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert server.requests == []
+
+
+def test_failed_write_leaves_nothing_behind(server, tmp_path):
+    """A write error mid-download (here: a file-size limit, as a full disk would) -> clear error, no files."""
+    remote = server.remote("a.bin", payload())
+    limit = (
+        "import resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))\n"
+    )
+    proc = _fetch_process(remote, tmp_path, preamble=limit)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "DatasetError: cannot write" in err and "nothing was kept" in err
+    assert leftovers(tmp_path) == []
