@@ -84,6 +84,13 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Load every array of an .npz eagerly, never unpickling."""
+    """Load every array of an .npz eagerly, never unpickling.
+
+    Raises ValueError if a member is not an .npy array (np.load hands such members back as raw bytes).
+    """
     with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+        arrays = {name: data[name] for name in data.files}
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"member '{name}' is not a .npy array")
+    return arrays

@@ -1,0 +1,412 @@
+"""The scatter metric of a connectivity pattern (Dey et al., Section 3 and Appendix 5.2).
+
+Windows
+    The left neurons of junction i are grouped into windows, and so are its right neurons. The window
+    size is the smallest that keeps the ideal number of connections between a window and a neuron on the
+    other side a whole number. With equal windows that means n = gcd(N, fan) windows per layer, where
+    fan is fi_i for the left layer and fo_i for the right one. Usually fi_i divides N_i, so there are fi_i
+    left windows of N_i/fi_i neurons and fo_i right windows of N_{i+1}/fo_i neurons, each ideally joined
+    to every opposite neuron by exactly c = 1 connection. For the equivalent junction X:Y of a run of
+    junctions, fo_{X:Y} = prod fo_i and fi_{X:Y} = prod fi_i, and [A_{X:Y}]_{j,k} counts the paths from
+    neuron k of layer X to neuron j of layer Y+1. When fi_{X:Y} exceeds N_X, the windows shrink to one
+    neuron and the ideal count rises to c = fi_{X:Y} / N_X (e.g. 1024 / 64 = 16 for Morse 1:2).
+
+Window shapes
+    A layer without a shape is a line, and its windows are contiguous runs of neurons. A layer with a
+    shape (`Pattern.shapes`, e.g. (1, 32, 32) for an image or (C, H, W) for conv features, flattened as
+    index = c*H*W + h*W + w) gets a grid of windows: 2-D tiles of an image (Fig. 5a) or 3-D cuboids of
+    features x height x width (Fig. 5b). `window_grid` factorises n over the dimensions. It takes the
+    prime factors of n, largest first, and gives each one to the dimension with the fewest windows so
+    far, among the dimensions whose window extent that factor divides. Ties go to the larger extent,
+    then to the earlier dimension. So 16 windows of a (1, 32, 32) image are 4 x 4 tiles of 8 x 8, and
+    8 windows of (256, 4, 4) features are 2 x 2 x 2 cuboids of 128 x 2 x 2.
+
+Window adjacency matrices
+    A^{wl} (N_{Y+1} x n_left) counts the connections, or paths, from each left window to each right
+    neuron. A^{wr} (n_right x N_X) counts them from each left neuron to each right window (Fig. 5c).
+
+Scatter, equation (1) of the paper, with the ideal count c (c = 1 in the paper's single junctions)
+    S_f = 1/(N_{i+1} n_left)  sum_j sum_k min([A^{wl}]_{j,k} / c, 1)
+    S_b = 1/(n_right N_i)     sum_j sum_k min([A^{wr}]_{j,k} / c, 1)
+    A window with more than its fair share of connections to a neuron deprives another window, so no
+    entry counts for more than the ideal. For c = 1 this is the fraction of entries >= 1, as in equation (1).
+
+The vector S = [S1f, S1b, ..., SJf, SJb, Sf, Sb] ends with the equivalent junction 1:J (absent when
+J = 1). The scalar S is its minimum. `ScatterResult.key` ranks patterns with equal S by the next
+smallest values and how often they occur (Section 3.2).
+
+Cost
+    Nothing of size N_i x N_{i+1} is built. A single junction takes one bincount over its edges. A run
+    of junctions carries a (neurons x groups) count matrix through its junctions: one vectorised gather
+    of rows per fan-in (or fan-out) position, so W_i x width additions per junction, in the narrowest
+    integer type that holds the counts. The counts go forward from the left windows or backward from
+    the right groups, whichever side has fewer. They are capped at c after every step. For
+    non-negative counts min(A min(M, c), c) = min(A M, c), so the cap keeps them small and leaves
+    the result unchanged. Unstructured junctions use the same edge lists, with the nominal
+    fi = N_i fo_i / N_{i+1}.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+from predsparse.errors import ScatterError
+from predsparse.patterns.format import Pattern, fan_out_index
+
+
+def window_count(n_neurons: int, fan: int) -> tuple[int, int]:
+    """(number of windows n, ideal count c = fan / n) of a layer of N neurons for a fan fi or fo.
+
+    n = gcd(N, fan) is the largest number of equal windows for which c stays a whole number.
+    """
+    if n_neurons < 1 or fan < 1:
+        raise ScatterError(f"a layer of {n_neurons} neurons with fan {fan}: both must be at least 1")
+    n = math.gcd(n_neurons, fan)
+    return n, fan // n
+
+
+def _prime_factors(n: int) -> list[int]:
+    factors, p = [], 2
+    while p * p <= n:
+        while n % p == 0:
+            factors.append(p)
+            n //= p
+        p += 1
+    if n > 1:
+        factors.append(n)
+    return factors
+
+
+def _check_shape(shape: Sequence[int], n_neurons: int | None = None, layer: int | None = None) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in shape)
+    name = "layer shape" if layer is None else f"layer {layer + 1} shape"
+    if not shape or min(shape) < 1:
+        raise ScatterError(f"{name} {list(shape)} is invalid; every dimension must be at least 1")
+    if n_neurons is not None and math.prod(shape) != n_neurons:
+        raise ScatterError(f"{name} {list(shape)} holds {math.prod(shape)} neurons, but the layer has {n_neurons}")
+    return shape
+
+
+def window_grid(shape: Sequence[int], n_windows: int) -> tuple[int, ...]:
+    """Windows per dimension of a layer of this shape, with `n_windows` windows in all.
+
+    Prime factors of n_windows, largest first, each go to the dimension with the fewest windows so far
+    among those whose current window extent the factor divides (ties: larger extent, then earlier
+    dimension). Raises ScatterError when n_windows does not divide the layer into equal windows.
+    """
+    shape = _check_shape(shape)
+    size = math.prod(shape)
+    if n_windows < 1 or size % n_windows:
+        raise ScatterError(
+            f"{n_windows} windows cannot split a layer of shape {list(shape)} ({size} neurons) into equal "
+            f"windows; the number of windows must divide {size}"
+        )
+    grid = [1] * len(shape)
+    for p in sorted(_prime_factors(n_windows), reverse=True):
+        fits = [d for d in range(len(shape)) if (shape[d] // grid[d]) % p == 0]
+        # Always non-empty: p divides the remaining neurons per window, the product of the extents.
+        d = min(fits, key=lambda d: (grid[d], -(shape[d] // grid[d]), d))
+        grid[d] *= p
+    return tuple(grid)
+
+
+def window_ids(shape: Sequence[int], grid: Sequence[int]) -> np.ndarray:
+    """Window of every neuron (int64, flattening order of `shape`), windows numbered row-major over `grid`.
+
+    Raises ScatterError when the grid does not tile the shape.
+    """
+    shape = _check_shape(shape)
+    grid = tuple(int(g) for g in grid)
+    if len(grid) != len(shape) or any(g < 1 or s % g for s, g in zip(shape, grid)):
+        raise ScatterError(
+            f"window grid {list(grid)} does not tile layer shape {list(shape)}; each dimension's number "
+            "of windows must divide its size"
+        )
+    coords = np.unravel_index(np.arange(math.prod(shape), dtype=np.int64), shape)
+    tile = [c // (s // g) for c, s, g in zip(coords, shape, grid)]
+    return np.ravel_multi_index(tile, grid).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The windows of one layer for one side of a (possibly equivalent) junction.
+
+    `ids[k]` is the window of neuron k; `count` windows of equal size; `ideal` is c, the ideal number of
+    connections (paths) between one window and one neuron on the other side.
+    """
+
+    ids: np.ndarray
+    count: int
+    ideal: int
+    grid: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return self.ids.size // self.count
+
+
+def layer_windows(pattern: Pattern, layer: int, fan: int) -> Windows:
+    """Windows of layer `layer` (0-based) of `pattern` for a fan fi (left side) or fo (right side)."""
+    n_neurons = pattern.net[layer]
+    count, ideal = window_count(n_neurons, fan)
+    shape = _layer_shape(pattern, layer)
+    grid = window_grid(shape, count)
+    return Windows(window_ids(shape, grid), count, ideal, grid)
+
+
+def _layer_shape(pattern: Pattern, layer: int) -> tuple[int, ...]:
+    if len(pattern.shapes) != len(pattern.net):
+        raise ScatterError(
+            f"the pattern gives {len(pattern.shapes)} layer shapes for a net of {len(pattern.net)} layers"
+        )
+    shape = pattern.shapes[layer]
+    return (pattern.net[layer],) if shape is None else _check_shape(shape, pattern.net[layer], layer)
+
+
+def _singletons(n_neurons: int) -> Windows:
+    """Every neuron its own group: the opposite side of a window adjacency matrix."""
+    return Windows(np.arange(n_neurons, dtype=np.int64), n_neurons, 1, (n_neurons,))
+
+
+class _Junctions:
+    """A pattern's junctions as edge lists, grouped by right neuron and by left neuron (built on demand)."""
+
+    def __init__(self, pattern: Pattern):
+        self.pattern = pattern
+        self._fan_out_lists: dict[int, np.ndarray] = {}
+
+    def edge_ends(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(right, left) neuron of every edge of junction i, as arrays that broadcast together.
+
+        A fixed junction gives (N_{i+1}, 1) and its (N_{i+1}, fi) fan-in index, so no per-edge copy of
+        the right neuron is made; an unstructured one gives flat arrays.
+        """
+        if self.pattern.is_fixed(i):
+            idx = self.pattern.junctions[i]
+            return np.arange(idx.shape[0], dtype=np.int64)[:, None], idx
+        return self.pattern.edges(i)
+
+    def fan_in_lists(self, i: int) -> np.ndarray:
+        """(max fi, N_{i+1}): column r lists the left neurons feeding right neuron r, padded with N_i."""
+        if self.pattern.is_fixed(i):
+            return np.ascontiguousarray(self.pattern.junctions[i].T)
+        right, left = self.pattern.edges(i)
+        return _padded_lists(right, left, self.pattern.net[i + 1], self.pattern.net[i])
+
+    def fan_out_lists(self, i: int) -> np.ndarray:
+        """(max fo, N_i): column k lists the right neurons fed by left neuron k, padded with N_{i+1}."""
+        if i not in self._fan_out_lists:
+            n_left = self.pattern.net[i]
+            if self.pattern.is_fixed(i):
+                right, _ = fan_out_index(self.pattern.junctions[i], n_left)
+                lists = np.ascontiguousarray(right.T)
+            else:
+                right, left = self.pattern.edges(i)
+                order = np.argsort(left, kind="stable")
+                lists = _padded_lists(left[order], right[order], n_left, self.pattern.net[i + 1])
+            self._fan_out_lists[i] = lists
+        return self._fan_out_lists[i]
+
+    def max_degree(self, i: int) -> int:
+        """The largest fan-in or fan-out of junction i."""
+        if self.pattern.is_fixed(i):
+            return max(self.pattern.fanins[i], self.pattern.fanouts[i])
+        right, left = self.pattern.edges(i)
+        return int(max(np.bincount(right).max(initial=0), np.bincount(left).max(initial=0)))
+
+
+def _padded_lists(owner: np.ndarray, member: np.ndarray, n_owners: int, pad: int) -> np.ndarray:
+    """(max degree, n_owners) member lists from edges sorted by owner; short lists padded with `pad`."""
+    degree = np.bincount(owner, minlength=n_owners)
+    first_edge = np.cumsum(degree) - degree
+    lists = np.full((int(degree.max(initial=0)), n_owners), pad, dtype=np.int64)
+    lists[np.arange(owner.size) - first_edge[owner], owner] = member
+    return lists
+
+
+def _propagate(counts: np.ndarray, lists: np.ndarray) -> np.ndarray:
+    """One junction step: out[r] = sum of counts[s] over the sources s listed in column r of `lists`.
+
+    `counts` has one zero row more than its layer has neurons, so the padding index of a short list
+    adds nothing; the result keeps that extra zero row. One gather per list position: a vectorised
+    add of (N x width) rows, much faster than gathering every edge at once and reducing.
+    """
+    out = np.zeros((lists.shape[1] + 1, counts.shape[1]), dtype=counts.dtype)
+    body = out[:-1]
+    for sources in lists:
+        body += counts[sources]
+    return out
+
+
+def _count_dtype(bound: int, run: str) -> type:
+    """The narrowest integer type that holds counts up to `bound` (narrow types gather faster)."""
+    for dtype in (np.int16, np.int32, np.int64):
+        if bound <= np.iinfo(dtype).max:
+            return dtype
+    raise ScatterError(
+        f"path counts of junctions {run} can reach {bound}, beyond 64-bit integers; give a cap "
+        "(the scatter metric caps at the ideal count)"
+    )
+
+
+def _group_rows(counts: np.ndarray, windows: Windows) -> np.ndarray:
+    """Sum the rows of a (neurons x width) count matrix within each window: (windows x width)."""
+    if windows.count == windows.ids.size:
+        return counts  # one neuron per window: window ids are then 0..N-1 in neuron order
+    order = np.argsort(windows.ids, kind="stable")
+    return counts[order].reshape(windows.count, windows.size, counts.shape[1]).sum(axis=1)
+
+
+def _check_run(pattern: Pattern, first: int, last: int) -> None:
+    j = pattern.num_junctions
+    if not (0 <= first <= last < j):
+        raise ScatterError(
+            f"junction run {first + 1}:{last + 1} is invalid for a net of {j} junction(s); "
+            f"need 1 <= X <= Y <= {j}"
+        )
+
+
+def _group_adjacency(
+    junctions: _Junctions, first: int, last: int, left: Windows, right: Windows, cap: int | None
+) -> np.ndarray:
+    """G = R^T A_{X:Y} L: paths from each left group to each right group, shape (right.count, left.count).
+
+    Entries are min(count, cap) when cap is given (exact, see the module docstring), exact counts
+    otherwise. The counts travel from the side with fewer groups, starting with one bincount over the
+    edges of the junction on that side.
+    """
+    pattern = junctions.pattern
+    degrees = [junctions.max_degree(i) for i in range(first, last + 1)]
+    sizes = [left.size, right.size]
+    bound = math.prod(degrees) * max(sizes) if cap is None else cap * max(degrees + sizes)
+    dtype = _count_dtype(bound, f"{first + 1}:{last + 1}")
+
+    def start(keys: np.ndarray, n_rows: int, width: int) -> np.ndarray:
+        # (n_rows + 1, width) with a zero last row, as `_propagate` expects.
+        flat = np.bincount(keys.reshape(-1), minlength=(n_rows + 1) * width)
+        return capped(flat.astype(dtype).reshape(n_rows + 1, width))
+
+    def capped(counts: np.ndarray) -> np.ndarray:
+        return counts if cap is None else np.minimum(counts, cap, out=counts)
+
+    if left.count <= right.count:
+        # Carry left-window counts rightward: (N_{i+1} x n_left) after junction i.
+        rows, cols = junctions.edge_ends(first)
+        counts = start(rows * left.count + left.ids[cols], pattern.net[first + 1], left.count)
+        for i in range(first + 1, last + 1):
+            counts = capped(_propagate(counts, junctions.fan_in_lists(i)))
+        return capped(_group_rows(counts[:-1], right))
+    # Carry right-group counts leftward: (N_i x n_right) before junction i; returned transposed.
+    rows, cols = junctions.edge_ends(last)
+    counts = start(np.multiply(cols, right.count, dtype=np.int64) + right.ids[rows], pattern.net[last], right.count)
+    for i in range(last - 1, first - 1, -1):
+        counts = capped(_propagate(counts, junctions.fan_out_lists(i)))
+    return capped(_group_rows(counts[:-1], left)).T
+
+
+def equivalent_fans(pattern: Pattern, first: int = 0, last: int | None = None) -> tuple[int, int]:
+    """(fo_{X:Y}, fi_{X:Y}) = (prod fo_i, prod fi_i) over junctions first..last (0-based, inclusive)."""
+    last = pattern.num_junctions - 1 if last is None else last
+    _check_run(pattern, first, last)
+    return math.prod(pattern.fanouts[first : last + 1]), math.prod(pattern.fanins[first : last + 1])
+
+
+def run_windows(pattern: Pattern, first: int, last: int) -> tuple[Windows, Windows]:
+    """(left windows of layer X for fi_{X:Y}, right windows of layer Y+1 for fo_{X:Y})."""
+    fo, fi = equivalent_fans(pattern, first, last)
+    return layer_windows(pattern, first, fi), layer_windows(pattern, last + 1, fo)
+
+
+def window_adjacency(
+    pattern: Pattern, direction: str, first: int = 0, last: int | None = None, *, cap: int | None = None
+) -> np.ndarray:
+    """Window adjacency matrix of junction run first..last (0-based, inclusive; one junction by default).
+
+    direction "forward": A^{wl} (N_{Y+1} x n_left), paths from each left window to each right neuron.
+    direction "backward": A^{wr} (n_right x N_X), paths from each left neuron to each right window.
+    Entries are exact path counts, or min(count, cap) when `cap` is given.
+    """
+    last = first if last is None else last
+    _check_run(pattern, first, last)
+    left, right = run_windows(pattern, first, last)
+    if direction == "forward":
+        right = _singletons(pattern.net[last + 1])
+    elif direction == "backward":
+        left = _singletons(pattern.net[first])
+    else:
+        raise ScatterError(f"direction {direction!r} is unknown; use 'forward' or 'backward'")
+    return _group_adjacency(_Junctions(pattern), first, last, left, right, cap)
+
+
+def _mean_capped(adjacency: np.ndarray, ideal: int) -> Fraction:
+    """Equation (1): the mean of min(entry / c, 1), for an adjacency already capped at c."""
+    return Fraction(int(adjacency.sum(dtype=np.int64)), adjacency.size * ideal)
+
+
+def _run_scatter(junctions: _Junctions, first: int, last: int) -> tuple[Fraction, Fraction]:
+    pattern = junctions.pattern
+    left, right = run_windows(pattern, first, last)
+    forward = _group_adjacency(junctions, first, last, left, _singletons(pattern.net[last + 1]), left.ideal)
+    backward = _group_adjacency(junctions, first, last, _singletons(pattern.net[first]), right, right.ideal)
+    return _mean_capped(forward, left.ideal), _mean_capped(backward, right.ideal)
+
+
+def run_scatter(pattern: Pattern, first: int = 0, last: int | None = None) -> tuple[Fraction, Fraction]:
+    """(S_f, S_b) of junction run first..last (0-based, inclusive; one junction by default), exact."""
+    last = first if last is None else last
+    _check_run(pattern, first, last)
+    return _run_scatter(_Junctions(pattern), first, last)
+
+
+@dataclass(frozen=True)
+class ScatterResult:
+    """The scatter vector of a pattern, exact (`fractions`) and as floats (`vector`).
+
+    Patterns compare by `key`: a larger key is a better pattern. It is the vector sorted ascending, so
+    the minimum S decides first, then the next smallest values. A pattern with fewer occurrences of
+    the minimum has a larger next value, so it wins a tie on S.
+    """
+
+    labels: tuple[str, ...]
+    fractions: tuple[Fraction, ...]
+
+    @cached_property
+    def vector(self) -> tuple[float, ...]:
+        return tuple(float(f) for f in self.fractions)
+
+    @property
+    def scatter(self) -> float:
+        """The scalar S: the minimum of the vector."""
+        return float(min(self.fractions))
+
+    @cached_property
+    def key(self) -> tuple[Fraction, ...]:
+        return tuple(sorted(self.fractions))
+
+    def to_dict(self) -> dict:
+        return {"vector": list(self.vector), "labels": list(self.labels), "scatter": self.scatter}
+
+
+def scatter_labels(num_junctions: int) -> tuple[str, ...]:
+    """["S1f", "S1b", ..., "SJf", "SJb"] plus ["Sf", "Sb"] for the equivalent junction 1:J when J > 1."""
+    labels = [f"S{i}{d}" for i in range(1, num_junctions + 1) for d in "fb"]
+    return tuple(labels + (["Sf", "Sb"] if num_junctions > 1 else []))
+
+
+def scatter_vector(pattern: Pattern) -> ScatterResult:
+    """S = [S1f, S1b, ..., SJf, SJb, Sf, Sb] of a pattern (Sf, Sb: equivalent junction 1:J, when J > 1).
+
+    Layer shapes come from `pattern.shapes`; use `dataclasses.replace(pattern, shapes=...)` to window a
+    pattern saved without them.
+    """
+    junctions = _Junctions(pattern)
+    j = pattern.num_junctions
+    runs = [(i, i) for i in range(j)] + ([(0, j - 1)] if j > 1 else [])
+    fractions = [s for first, last in runs for s in _run_scatter(junctions, first, last)]
+    return ScatterResult(scatter_labels(j), tuple(fractions))
