@@ -31,3 +31,7 @@ class TrainingError(PredsparseError):
 
 class TrackingError(PredsparseError):
     """An MLflow store that cannot be used."""
+
+
+class ReportError(PredsparseError):
+    """A summary, history, paper-numbers or run-info file the report cannot use."""

@@ -1,0 +1,23 @@
+"""`predsparse report`: figures, tables, report.md and report.html from the summary and history CSVs."""
+
+from __future__ import annotations
+
+HELP = "draw the figures and tables and write results/report.md and report.html from summary/history CSVs"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--summary", required=True, help="results/summary.csv (one row per run)")
+    parser.add_argument("--history", required=True, help="results/history.csv (one row per run per epoch)")
+    parser.add_argument("--out", required=True, help="output directory (figures/, tables/, report.md, report.html)")
+    parser.add_argument("--run-info", default=None,
+                        help="run-info JSON written by the pipeline (preset, versions, wall time, deviations)")
+    parser.add_argument("--paper", default=None,
+                        help="paper numbers CSV (default: the copy of paper_numbers.csv shipped with predsparse)")
+
+
+def run(args) -> int:
+    from predsparse.report.document import build_report
+
+    written = build_report(args.summary, args.history, args.out, args.run_info, args.paper)
+    print(f"wrote {len(written)} files under {args.out} (report.md, report.html)")
+    return 0

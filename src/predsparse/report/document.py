@@ -1,0 +1,374 @@
+"""results/report.md and a self-contained results/report.html, rendered from one list of blocks.
+
+`build_report` reads the summary, history, paper numbers and optional run-info JSON, draws the figures,
+writes the tables and then the document: what was run, every figure and table, ours vs the paper with
+where we agree and where we do not, the deviations from the paper's protocol, the studies that are
+missing, and how to browse the runs in MLflow. The HTML embeds its PNGs as base64 and its CSS, so it
+opens from file:// with no server; the PDFs it links sit beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections import Counter
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from predsparse import __version__
+from predsparse.io import atomic_write_text
+from predsparse.report.analysis import NO_LOSS_PP
+from predsparse.report.figures import RenderedFigure, render_figures
+from predsparse.report.inputs import Group, group_runs, load_history, load_paper, load_run_info, load_summary
+from predsparse.report.paper import (ACC_TOLERANCE_PP, REL_TOLERANCE, Comparison, compare, default_paper_path,
+                                     describe_row)
+from predsparse.report.studies import FIGURES, STUDIES, study_info
+from predsparse.report.tables import Table, build_tables
+
+TITLE = "predsparse - reproduction report"
+PAPER = ('Dey, Huang, Beerel, Chugg, "Characterizing Sparse Connectivity Patterns in Neural Networks" '
+         "(ICLR 2018 submission)")
+MLFLOW_URI = "sqlite:///results/mlflow.db"
+COMMAND_CHARS = 200  # longer commands (e.g. a Snakemake job's) are cut in "What was run"
+MORSE_CEILING = ("Morse codebook: classes `H^` and `(` share the code `-.--.`, so no classifier can exceed "
+                 "63/64 = 98.44 % on Morse data; the codebook is kept as the paper's for fidelity.")
+
+
+# --- blocks -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str  # inline subset: `code`, **bold**, [text](href)
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+
+
+@dataclass(frozen=True)
+class Image:
+    png: str  # relative to the report
+    pdf: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class TableBlock:
+    table: Table
+    files: tuple[str, ...]  # relative paths of its .md and .tex
+
+
+@dataclass(frozen=True)
+class Contents:
+    """The list of level-2 headings of the document."""
+
+
+def slug(text: str) -> str:
+    """GitHub-style heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^a-z0-9 -]", "", text.lower()).replace(" ", "-")
+
+
+# --- rendering ----------------------------------------------------------------------------------------
+
+def render_markdown(blocks) -> str:
+    out = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            out.append("#" * block.level + " " + block.text)
+        elif isinstance(block, Para):
+            out.append(block.text)
+        elif isinstance(block, Bullets):
+            out.append("\n".join(f"- {item}" for item in block.items))
+        elif isinstance(block, Code):
+            out.append(f"```bash\n{block.text}\n```")
+        elif isinstance(block, Image):
+            out.append(f"![{block.caption.split(' - ')[0]}]({block.png})\n\n*{block.caption}* "
+                       f"([PDF]({block.pdf}))")
+        elif isinstance(block, TableBlock):
+            table = block.table
+            links = ", ".join(f"[{Path(f).suffix[1:]}]({f})" for f in block.files)
+            note = f"\n{table.note}\n" if table.note else ""
+            out.append(f"**{table.title}** ({links})\n\n{table.markdown()}{note}".rstrip())
+        elif isinstance(block, Contents):
+            out.append("\n".join(f"- [{h.text}](#{slug(h.text)})" for h in blocks
+                                 if isinstance(h, Heading) and h.level == 2))
+    return "\n\n".join(out) + "\n"
+
+
+_INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*|\[([^\]]+)\]\(([^)\s]+)\)")
+
+
+def inline_html(text: str) -> str:
+    """The inline subset this module emits (`code`, **bold**, [text](href)) as HTML, the rest escaped."""
+    out, last = [], 0
+    for match in _INLINE.finditer(text):
+        out.append(html.escape(text[last:match.start()]))
+        code, bold, label, href = match.groups()
+        if code is not None:
+            out.append(f"<code>{html.escape(code)}</code>")
+        elif bold is not None:
+            out.append(f"<strong>{inline_html(bold)}</strong>")
+        else:
+            out.append(f'<a href="{html.escape(href)}">{inline_html(label)}</a>')
+        last = match.end()
+    out.append(html.escape(text[last:]))
+    return "".join(out)
+
+
+def _table_html(table: Table) -> str:
+    def cells(tag, values):
+        return "".join(f'<{tag} style="text-align:{"left" if a == "l" else "right"}">{html.escape(v)}</{tag}>'
+                       for v, a in zip(values, table.align))
+    body = "".join(f"<tr>{cells('td', row)}</tr>" for row in table.rows)
+    return (f'<div class="table-wrap"><table><thead><tr>{cells("th", table.columns)}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def render_html(blocks, base_dir: Path) -> str:
+    """The document as one HTML page; PNGs are read from base_dir and embedded."""
+    css = (resources.files("predsparse.report") / "report.css").read_text()
+    out = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            out.append(f'<h{block.level} id="{slug(block.text)}">{inline_html(block.text)}</h{block.level}>')
+        elif isinstance(block, Para):
+            out.append(f"<p>{inline_html(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            out.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in block.items) + "</ul>")
+        elif isinstance(block, Code):
+            out.append(f"<pre><code>{html.escape(block.text)}</code></pre>")
+        elif isinstance(block, Image):
+            data = base64.b64encode((base_dir / block.png).read_bytes()).decode("ascii")
+            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.caption)}">'
+                       f'<figcaption>{inline_html(block.caption)} (<a href="{html.escape(block.pdf)}">PDF</a>)'
+                       "</figcaption></figure>")
+        elif isinstance(block, TableBlock):
+            links = ", ".join(f'<a href="{html.escape(f)}">{Path(f).suffix[1:]}</a>' for f in block.files)
+            note = f"<p>{inline_html(block.table.note)}</p>" if block.table.note else ""
+            out.append(f"<p><strong>{html.escape(block.table.title)}</strong> ({links})</p>"
+                       f"{_table_html(block.table)}{note}")
+        elif isinstance(block, Contents):
+            items = "".join(f'<li><a href="#{slug(h.text)}">{html.escape(h.text)}</a></li>' for h in blocks
+                            if isinstance(h, Heading) and h.level == 2)
+            out.append(f"<nav><ul>{items}</ul></nav>")
+    body = "\n".join(out)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(TITLE)}</title>'
+            f"\n<style>\n{css}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n")
+
+
+# --- content ------------------------------------------------------------------------------------------
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{seconds:.0f} s" if seconds < 60 else (f"{minutes} min" if minutes < 60
+                                                      else f"{minutes // 60} h {minutes % 60:02d} min")
+
+
+def _listing(values) -> str:
+    return ", ".join(str(v) for v in values) if len(values) else "none"
+
+
+def _what_was_run(summary, groups, run_info) -> list:
+    studies = list(dict.fromkeys(summary["study"]))
+    versions = run_info.get("versions")
+    preset = "not recorded (no run-info JSON)"
+    if "preset" in run_info:
+        preset = f"`{run_info['preset']}`" + (f" - {run_info['description']}" if run_info.get("description") else "")
+    planned = f" finished of {run_info['runs']} planned" if "runs" in run_info else ""
+    morse_variants = sorted(set(summary.loc[summary["dataset"] == "morse", "variant"]))
+    items = [
+        f"Preset: {preset}",
+        f"Runs: {len(summary)}{planned} ({len(groups)} configurations) in {len(studies)} studies: "
+        + ", ".join(f"`{s}`" for s in studies),
+        "Seeds: " + _listing(sorted({int(s) for s in summary["seed"]})),
+        "Datasets: " + _listing(sorted(set(summary["dataset"])))
+        + (f" (Morse variant: {_listing(morse_variants)})" if morse_variants else ""),
+        "Epochs per run: " + _listing(sorted({int(e) for e in summary["epochs"]})),
+        "Device: " + _listing(sorted(set(summary["device"]) - {""}))
+        + (f" on `{run_info['host']}`" if "host" in run_info else ""),
+        f"Training wall time: {_duration(summary['wall_time_s'].sum())} summed over runs",
+        "Versions: " + (", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if versions
+                        else f"not recorded by the pipeline (report rendered by predsparse {__version__})"),
+    ]
+    for key, label in (("config", "Config"), ("command", "Command"), ("git_commit", "Commit")):
+        if key in run_info:
+            text = run_info[key]
+            items.append(f"{label}: `{text if len(text) <= COMMAND_CHARS else text[:COMMAND_CHARS] + ' ...'}`")
+    return [Heading(2, "What was run"), Bullets(tuple(items))]
+
+
+def _figure_name(stem: str) -> str:
+    """'Figure 1' or 'CSC layers (reconstruction from the abstract)': the caption's head."""
+    return FIGURES[stem].split(" - ")[0] if stem in FIGURES else stem
+
+
+def _coverage(groups, figures: list[RenderedFigure], tables: list[Table], history_ids: set[str],
+              run_info: dict) -> list:
+    present = {g.study for g in groups}
+    missing = [s for s in STUDIES.values() if s.name not in present]
+    blocks = [Heading(2, "Coverage")]
+    unfinished = [s for s in run_info.get("studies", {}) if s not in present]
+    if unfinished:
+        blocks.append(Para("Studies of the config without a finished run (still running, failed, or not aggregated "
+                           "yet): " + ", ".join(f"`{s}`" for s in unfinished) + "."))
+    if missing:
+        blocks += [Para("Studies of the paper not in this summary (their panels and paper numbers are left out):"),
+                   Bullets(tuple(f"`{s.name}` - {s.title}: {_figure_name(s.figure)}, panel "
+                                 + ", ".join(dict.fromkeys(letter for letter, _ in s.panels)) for s in missing))]
+    else:
+        blocks.append(Para("Every study of the paper is in this summary."))
+    unknown = sorted(present - set(STUDIES))
+    if unknown:
+        blocks.append(Para("Studies beyond the paper's list, each drawn as accuracy vs overall CL density: "
+                           + ", ".join(f"`{s}`" for s in unknown) + "."))
+    reported = {f.stem for f in figures}  # drawn, or named in Figures with the reason
+    not_drawn = [stem for stem in FIGURES if stem not in reported]
+    if not_drawn:
+        blocks.append(Para("Figures not drawn (none of their studies ran): " + ", ".join(not_drawn) + "."))
+    without_history = sum(1 for g in groups for r in g.run_ids if r not in history_ids)
+    if without_history:
+        blocks.append(Para(f"{without_history} run(s) have no rows in history.csv: their epoch curves and "
+                           "1/5-epoch bars are missing."))
+    absent_tables = {"table1": "Table 1", "table2": "Table 2", "csc": "CSC table", "scatter": "scatter table",
+                     "ours_vs_paper": "ours-vs-paper table"}
+    names = {t.name for t in tables}
+    skipped = [label for name, label in absent_tables.items() if name not in names]
+    if skipped:
+        blocks.append(Para("Tables not produced (no runs of their kind): " + ", ".join(skipped) + "."))
+    return blocks
+
+
+def _figures(figures: list[RenderedFigure], out_dir: Path) -> list:
+    blocks = [Heading(2, "Figures"),
+              Para("Means over seeds; error bars and bands are +/- one sample standard deviation where a "
+                   "configuration has several seeds. Black crosses and lines are the paper's reported values.")]
+    for fig in figures:
+        blocks.append(Heading(3, _figure_name(fig.stem) if fig.stem in FIGURES else f"Study {fig.stem}"))
+        if fig.paths:
+            png, pdf = (p.relative_to(out_dir).as_posix() for p in fig.paths[::-1])
+            blocks.append(Image(png, pdf, fig.caption))
+        if fig.missing:
+            blocks.append(Para("Not drawn (study not run): " + ", ".join(f"`{s}`" for s in fig.missing) + "."))
+        if fig.skipped:
+            blocks.append(Para("Not drawn: " + "; ".join(fig.skipped) + "."))
+    return blocks
+
+
+def _unit(unit: str) -> str:
+    """Differences of percentages are percentage points."""
+    return "pp" if unit == "percent" else unit
+
+
+def _agreement(comparisons: list[Comparison], uncovered) -> list:
+    blocks = [Heading(2, "Ours vs the paper"),
+              Para(f"Tolerances: accuracies agree within +/-{ACC_TOLERANCE_PP:g} percentage points; counts, "
+                   "densities, parameter numbers, reductions and scatter values agree when equal to the paper's "
+                   "printed precision (half a unit of its last printed digit, so 6.25 agrees with \"6.3\") or "
+                   f"within {100 * REL_TOLERANCE:g} % of its value, whichever is wider; "
+                   f"yes/no statements when the answer is the same (no accuracy loss = within {NO_LOSS_PP:g} pp "
+                   "of the FC net); orderings when identical. Paper values read from garbled figure labels are "
+                   "approximate, and our accuracies come from a shorter protocol where the deviations say so.")]
+    if not comparisons:
+        return blocks + [Para("None of the paper's numbers is covered by these runs.")]
+    agree = sum(c.agree for c in comparisons)
+    by_source = Counter(c.row["source"] for c in comparisons)
+    agree_by_source = Counter(c.row["source"] for c in comparisons if c.agree)
+    blocks.append(Para(f"**{agree} of {len(comparisons)}** compared paper numbers agree with ours: "
+                       + ", ".join(f"{s} {agree_by_source[s]}/{n}" for s, n in by_source.items()) + "."))
+    disagreements = [c for c in comparisons if not c.agree]
+    if disagreements:
+        blocks.append(Para("Where we disagree:"))
+        blocks.append(Bullets(tuple(f"{describe_row(c.row)}: paper {c.paper_text}, ours {c.ours_text}"
+                                    + (f" (difference {c.difference} {_unit(c.row['unit'])})" if c.difference else "")
+                                    for c in disagreements)))
+    else:
+        blocks.append(Para("We agree on every number compared."))
+    if uncovered:
+        reasons = Counter((row["study"], why) for row, why in uncovered)
+        blocks.append(Para(f"{len(uncovered)} paper numbers are not covered:"))
+        blocks.append(Bullets(tuple(f"`{study}`: {n} number{'s' if n > 1 else ''}, {why}"
+                                    for (study, why), n in reasons.items())))
+    return blocks
+
+
+def _deviations(summary, groups, run_info) -> list:
+    items = []
+    for study in dict.fromkeys(g.study for g in groups):
+        expected = study_info(study).paper_epochs
+        epochs = sorted({g.epochs for g in groups if g.study == study})
+        if expected is not None and epochs != [expected]:
+            items.append(f"`{study}`: trained for {_listing(epochs)} epochs (paper: {expected}).")
+    if "morse" in set(summary["dataset"]):
+        variants = sorted(set(summary.loc[summary["dataset"] == "morse", "variant"]) - {""}) or ["not recorded"]
+        items.append(f"Morse variant: {', '.join(variants)}; the paper does not say which variant it used.")
+        items.append(MORSE_CEILING)
+    if any(len(g.seeds) > 1 for g in groups):
+        items.append("Our points are means over several seeds; the paper does not say how many runs its points are.")
+    if any(g.method == "csc" for g in groups):
+        items.append("CSC layers are a reconstruction from the abstract of the CSC paper (mixed-radix cyclic "
+                     "support layers); only the abstract is available.")
+    items += run_info.get("deviations", [])
+    return [Heading(2, "Deviations from the paper's protocol"),
+            Bullets(tuple(items)) if items else Para("None recorded.")]
+
+
+def _mlflow(run_info) -> list:
+    uri = run_info.get("tracking_uri", MLFLOW_URI)
+    where = ("Each study is an MLflow experiment and each run an MLflow run named by its `run_name` and tagged "
+             "with its `run_id` (columns of results/summary.csv; search `tags.run_id = '<run_id>'`).")
+    if uri.startswith(("http://", "https://")):
+        return [Heading(2, "Browse the runs in MLflow"), Para(f"{where} The runs are on the tracking server {uri}.")]
+    return [Heading(2, "Browse the runs in MLflow"),
+            Para(f"{where} Start the UI from the repository root and open http://127.0.0.1:5000:"),
+            Code(f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1")]
+
+
+def build_report(summary_path, history_path, out_dir, run_info_path=None, paper_path=None) -> list[Path]:
+    """Write figures/, tables/, report.md and report.html under out_dir; return every path written."""
+    out_dir = Path(out_dir)
+    summary = load_summary(summary_path)
+    history = load_history(history_path)
+    paper = load_paper(paper_path or default_paper_path())
+    run_info = load_run_info(run_info_path) if run_info_path else {}
+    groups: list[Group] = group_runs(summary)
+    comparisons, uncovered = compare(paper, groups)
+
+    figures = render_figures(groups, history, comparisons, out_dir / "figures")
+    tables = build_tables(groups, comparisons)
+    written = [p for f in figures for p in f.paths]
+    table_blocks = []
+    for table in tables:
+        paths = table.write(out_dir / "tables")
+        written += paths
+        table_blocks.append(TableBlock(table, tuple(p.relative_to(out_dir).as_posix() for p in paths)))
+    agreement_table = [b for b in table_blocks if b.table.name == "ours_vs_paper"]
+
+    blocks = [Heading(1, TITLE),
+              Para(f"Reproduction of {PAPER}, and of the CSC-layer experiments (reconstruction from the abstract). "
+                   "Everything below is computed from results/summary.csv and results/history.csv."),
+              Contents()]
+    blocks += _what_was_run(summary, groups, run_info)
+    blocks += _coverage(groups, figures, tables, set(history["run_id"]), run_info)
+    blocks += _figures(figures, out_dir)
+    blocks += [Heading(2, "Tables"), *[b for b in table_blocks if b.table.name != "ours_vs_paper"]]
+    blocks += _agreement(comparisons, uncovered) + agreement_table
+    blocks += _deviations(summary, groups, run_info)
+    blocks += _mlflow(run_info)
+
+    atomic_write_text(out_dir / "report.md", render_markdown(blocks))
+    atomic_write_text(out_dir / "report.html", render_html(blocks, out_dir))
+    return written + [out_dir / "report.md", out_dir / "report.html"]

@@ -1,0 +1,183 @@
+"""The report's tables, each written as Markdown and LaTeX from one `Table` value.
+
+- table1: junction fan-outs fo_i, junction densities and overall CL density, from the runs' own counts;
+- table2: FC vs sparse CL parameters and the overall parameter / operation savings (analysis.savings);
+- scatter: the points of Fig. 7 with their scatter vectors;
+- csc: CSC vs random pre-defined sparse vs dense at each compression;
+- results: every configuration run (means over seeds);
+- ours_vs_paper: every paper_numbers.csv row our runs cover, ours beside it with the difference.
+Accuracies and densities are printed in percent; "a ± b" is mean ± sample sd over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from predsparse.io import atomic_write_text
+from predsparse.report.analysis import (CSC_WITHIN_PP, NO_LOSS_PP, PAPER_METHODS, compressions, is_table_study,
+                                        net_label, pct, savings)
+from predsparse.report.inputs import Group, Stat
+from predsparse.report.paper import Comparison, scatter_label
+from predsparse.report.studies import study_info
+
+NA = "n/a"
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "×": r"$\times$", "−": "$-$"}
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # file stem under tables/
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    align: str  # one of l/r per column
+    note: str = ""
+
+    def markdown(self) -> str:
+        def line(cells):
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        rule = "|" + "|".join(":---" if a == "l" else "---:" for a in self.align) + "|"
+        return "\n".join([line(self.columns), rule, *(line(r) for r in self.rows)]) + "\n"
+
+    def latex(self) -> str:
+        def esc(text):
+            return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+        body = [" & ".join(esc(c) for c in self.columns) + r" \\", r"\midrule"]
+        body += [" & ".join(esc(c) for c in row) + r" \\" for row in self.rows]
+        caption = esc(self.title + (". " + self.note if self.note else ""))
+        return "\n".join([r"\begin{table}[ht]", r"\centering", r"\small", rf"\caption{{{caption}}}",
+                          rf"\label{{tab:{self.name}}}", rf"\begin{{tabular}}{{{self.align}}}", r"\toprule",
+                          *body, r"\bottomrule", r"\end{tabular}", r"\end{table}"]) + "\n"
+
+    def write(self, tables_dir: Path) -> list[Path]:
+        paths = [Path(tables_dir) / f"{self.name}.md", Path(tables_dir) / f"{self.name}.tex"]
+        note = f"\n{self.note}\n" if self.note else ""
+        atomic_write_text(paths[0], f"**{self.title}**\n\n{self.markdown()}{note}")
+        atomic_write_text(paths[1], self.latex())
+        return paths
+
+
+def acc(stat: Stat) -> str:
+    """'86.4 ± 0.3' (percent, mean ± sd over seeds); '86.4' for one seed."""
+    if stat.n == 0:
+        return NA
+    return f"{100 * stat.mean:.1f}" + (f" ± {100 * stat.sd:.1f}" if stat.n > 1 else "")
+
+
+def percents(values) -> str:
+    return ", ".join(f"{100 * v:.3g}" for v in values)
+
+
+def scaled(count: float, unit: float = 1e6) -> str:
+    """A count in millions (or `unit`), three significant digits; n/a when unknown."""
+    return NA if math.isnan(count) else f"{count / unit:.3g}"
+
+
+def _net_name(group: Group) -> str:
+    return f"{study_info(group.study).title} ({net_label(group.net)})"
+
+
+def results_table(groups: list[Group]) -> Table:
+    rows = tuple((g.study, g.method, g.kind, net_label(g.net), net_label(g.fanouts),
+                  f"{100 * g.overall_density:.3g}", str(len(g.seeds)), str(g.epochs), acc(g.best_val), acc(g.test),
+                  NA if math.isnan(g.scatter) else f"{g.scatter:.3g}") for g in groups)
+    return Table("results", "Every configuration run (mean ± sd over seeds)",
+                 ("Study", "Method", "Kind", "Net", "Fan-outs", "Overall CL density (%)", "Seeds", "Epochs",
+                  "Best val. acc. (%)", "Test acc. (%)", "Scatter S"), rows, "lllllrrrrrr")
+
+
+def table1(groups: list[Group]) -> Table | None:
+    """Table 1 from our runs: studies of accuracy vs epochs or density, pre-defined sparse and dense."""
+    seen, rows = set(), []
+    for g in groups:
+        key = (g.study, g.net, g.fanouts)
+        if g.method in PAPER_METHODS and is_table_study(g.study) and key not in seen:
+            seen.add(key)
+            rows.append((_net_name(g), net_label(g.fanouts), percents(g.junction_densities),
+                         f"{100 * g.weights / g.dense_weights:.3g}", f"{g.weights:,}", f"{g.dense_weights:,}"))
+    if not rows:
+        return None
+    return Table("table1", "Table 1 - Densities of our sparse networks (from the runs' own counts)",
+                 ("Net", "Junction fan-outs", "CL junction densities (%)", "Overall CL density (%)", "CL weights",
+                  "FC CL weights"), tuple(rows), "llllrr")
+
+
+def table2(groups: list[Group]) -> Table | None:
+    rows = []
+    for s in savings(groups):
+        sparse = s.sparse
+        rows.append((_net_name(s.dense), scaled(s.conv_params), scaled(s.conv_ops, 1e9),
+                     scaled(s.dense.dense_weights),
+                     scaled(sparse.weights) if sparse else f"none within {NO_LOSS_PP:g} pp",
+                     pct(100 * sparse.overall_density) if sparse else NA,
+                     NA if math.isnan(s.param_reduction) else f"{s.param_reduction:.2f}",
+                     NA if math.isnan(s.op_reduction) else f"{s.op_reduction:.2f}"))
+    if not rows:
+        return None
+    return Table("table2", "Table 2 - Savings due to pre-defined sparsity",
+                 ("Net", "Conv params (M)", "Conv ops (B)", "FC CL params (M)", "Sparse CL params (M)",
+                  "at overall CL density", "Overall param reduction (%)", "Overall op reduction (%)"),
+                 tuple(rows), "lrrrrrrr",
+                 note=f"Sparse CL params: the sparsest net whose best validation accuracy is within {NO_LOSS_PP:g} "
+                      "percentage point of the FC net's. CL ops = CL weights (one multiply-accumulate per weight). "
+                      "n/a: the conv counts are not in the summary.")
+
+
+def ours_vs_paper_table(comparisons: list[Comparison]) -> Table | None:
+    rows = []
+    for c in comparisons:
+        row = c.row
+        note = row["note"]
+        epochs = {g.epochs for g in c.ours.groups}
+        if "acc" in row["quantity"] and epochs != {30}:
+            note = "; ".join(filter(None, [note, "ours after " + "/".join(map(str, sorted(epochs))) + " epochs"]))
+        rows.append((row["source"], c.our_study, row["net"], row["fanouts"] or "-", row["quantity"], row["unit"],
+                     c.paper_text, c.ours_text, c.difference or "-", "yes" if c.agree else "NO", c.tolerance, note))
+    if not rows:
+        return None
+    return Table("ours_vs_paper", "Ours vs the paper (paper_numbers.csv rows our runs cover)",
+                 ("Source", "Our study", "Net", "Fan-outs", "Quantity", "Unit", "Paper", "Ours", "Ours - paper",
+                  "Agree", "Tolerance", "Note"), tuple(rows), "llllllrrrlll")
+
+
+def csc_table(groups: list[Group]) -> Table | None:
+    rows = []
+    for g in groups:
+        if "compression" not in {view for _, view in study_info(g.study).panels}:
+            continue
+        compression = compressions([d for d in groups if d.study == g.study])[g]
+        dense = next((d for d in groups if d.study == g.study and d.method == "dense"), None)
+        delta = 100 * (g.test.mean - dense.test.mean) if dense else math.nan
+        within = NA if math.isnan(delta) or g.method == "dense" else ("yes" if delta >= -CSC_WITHIN_PP else "no")
+        rows.append((g.study, net_label(g.net), g.method, f"{compression:.3g}x", f"{g.weights:,}",
+                     str(len(g.seeds)), acc(g.test), NA if math.isnan(delta) else f"{delta:+.2f}", within))
+    if not rows:
+        return None
+    return Table("csc", "CSC layers (reconstruction from the abstract) vs random pre-defined sparse vs dense",
+                 ("Study", "Net", "Method", "Compression", "CL weights", "Seeds", "Test acc. (%)",
+                  "vs dense (pp)", f"Within {CSC_WITHIN_PP:g} pp"), tuple(rows), "lllrrrrrl",
+                 note="Compression = CL weights of the study's dense net (of the row's fully connected net where "
+                      "the study has no dense run) / CL weights present.")
+
+
+def scatter_table(groups: list[Group]) -> Table | None:
+    """The points of Fig. 7 with their full scatter vectors."""
+    rows = tuple((g.study, g.kind, net_label(g.fanouts), scatter_label(g.scatter_vector), f"{g.scatter:.3g}",
+                  acc(g.best_val)) for g in groups
+                 if "scatter" in {view for _, view in study_info(g.study).panels} and not math.isnan(g.scatter))
+    if not rows:
+        return None
+    return Table("scatter", "Fig. 7 points: scatter vectors S = [S1f, S1b, S2f, S2b, Sf, Sb] and accuracy",
+                 ("Study", "Kind", "Fan-outs", "Scatter vector", "S", "Best val. acc. (%)"), rows, "llllrr")
+
+
+def build_tables(groups: list[Group], comparisons: list[Comparison]) -> list[Table]:
+    """The tables our runs support, in report order (absent ones are skipped, and named by the report)."""
+    candidates = [table1(groups), table2(groups), scatter_table(groups), csc_table(groups), results_table(groups),
+                  ours_vs_paper_table(comparisons)]
+    return [t for t in candidates if t is not None]
+
