@@ -73,12 +73,13 @@ def overall_density(net: Sequence[int], fanouts: Sequence[int]) -> float:
     return sum(junction_weights(net, fanouts)) / sum(a * b for a, b in zip(net[:-1], net[1:]))
 
 
-def _density(net, fanouts, weights, other_params: int, other_ops: int) -> Density:
+def _density(net, fanouts, weights, other_params: int, other_ops: int, totals: tuple[int, int] | None = None) -> Density:
+    """The account of junction weights `weights`; `totals` = (weights, dense weights) overrides the CL totals."""
     for name, value in (("other_params", other_params), ("other_ops", other_ops)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise PatternError(f"{name} {value!r} must be a whole number >= 0")
     dense = tuple(a * b for a, b in zip(net[:-1], net[1:]))
-    total, dense_total = sum(weights), sum(dense)
+    total, dense_total = totals or (sum(weights), sum(dense))
     saved = dense_total - total
     return Density(
         net=net,
@@ -107,9 +108,14 @@ def density(net: Sequence[int], fanouts: Sequence[int], other_params: int = 0, o
 
 
 def pattern_density(pattern: Pattern, other_params: int = 0, other_ops: int = 0) -> Density:
-    """The density account of a pattern, counting the connections its junction arrays really hold."""
+    """The density account of a pattern, counting the connections its junction arrays really hold.
+
+    A CSC pattern's junctions are support layers; its totals compare the weights that can reach the
+    output (padding excluded) with the dense layers the CSC layers replace, both recorded in its meta.
+    """
     weights = tuple(pattern.num_weights(i) for i in range(pattern.num_junctions))
-    return _density(tuple(pattern.net), tuple(pattern.fanouts), weights, other_params, other_ops)
+    totals = (int(pattern.meta["weights"]), int(pattern.meta["dense_weights"])) if pattern.kind == "csc" else None
+    return _density(tuple(pattern.net), tuple(pattern.fanouts), weights, other_params, other_ops, totals)
 
 
 def valid_splits(net: Sequence[int], overall: float, tol: float = 0.0) -> list[tuple[int, ...]]:

@@ -1,0 +1,215 @@
+"""The sparse linear map y = x W^T + b of a junction with fixed fan-in fi and fixed fan-out fo.
+
+A junction joins N_i left to N_{i+1} right neurons. Right neuron j reads the fi left neurons
+`fan_in_index[j]` with weights `weight[j]`; left neuron k feeds the fo right neurons `fan_out_right[k]`,
+whose weights sit at `weight.view(-1)[fan_out_position[k]]` (see `predsparse.patterns.fan_out_index`).
+Because fi and fo are both fixed, the three products of a training step need no scatter-add or atomics:
+
+    forward         y[b, j]  = sum_k  weight[j, k] * x[b, fan_in_index[j, k]]
+    input gradient  gx[b, k] = sum_m  weight.flat[fan_out_position[k, m]] * gy[b, fan_out_right[k, m]]
+    weight gradient gw[j, k] = sum_b  gy[b, j] * x[b, fan_in_index[j, k]]
+
+The first two are one primitive, `gather_reduce(src_t, index, coef)[r] = sum_k coef[r, k] src_t[index[r, k]]`
+(over the fan-in index, then over the transposed fan-out index), the third is `connection_dots(a_t, x,
+index)[j, k] = sum_b a_t[j, b] x[b, index[j, k]]`. `SparseLinearFunction`, the one autograd entry point,
+runs the three products on a `Backend` chosen by `backend_for`:
+
+- CUDA: Triton kernels for the two primitives (`predsparse.nn.triton_kernels`).
+- CPU, formulations chosen by measurement on a 2-core AVX-512 CPU: gather_reduce is
+  `F.embedding_bag(mode="sum", per_sample_weights=coef)`, one bag per row (1.5-3x faster than
+  torch.sparse CSR @ dense, and it never builds the batch x connections tensor of index_select + sum);
+  connection_dots is `torch.sparse.sampled_addmm` on the CSR form of the index, which computes gy^T x at
+  the existing connections only (a blocked gather + bmm was 6-10x slower), summed over quarters of the
+  batch for a row-major x, so that its transposed copy stays small.
+- Dense blocks, at densities fi / N_i from DENSE_DISPATCH_DENSITY up: BLAS products with blocks of
+  rows of the scattered N_{i+1} x N_i weight matrix. Gathers reach only about a third of dense BLAS's
+  throughput per multiply-add, so from a density of about 0.4 (measured) the dense products are faster
+  despite their 1/density times more work. Blocks of 1/16 of the matrix keep the step's memory below
+  nn.Linear's.
+
+Layout: the gathers read feature-major (N, B) tensors, whose gathered rows are contiguous runs of the
+batch. The output is returned as the (B, N_{i+1}) transpose of such a tensor, and an input that already is
+such a transpose (the output of a previous SparseLinear, through element-wise activations) is used without
+a copy: a stack of sparse layers never transposes its activations, a row-major input costs one transpose.
+Like any transposed view, the output needs `.contiguous()` before `.view()`; `.reshape()` works as is.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+
+class Backend(NamedTuple):
+    """The three products of a step. Feature-major (N, B) tensors are contiguous; x is batch-major (B, N_i)."""
+
+    forward: Callable[..., torch.Tensor]  # (x_t, weight, fan_in_index) -> y_t
+    input_grad: Callable[..., torch.Tensor]  # (grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position) -> grad_x_t
+    weight_grad: Callable[..., torch.Tensor]  # (grad_y_t, x, fan_in_index) -> grad_w
+
+
+def gather_backend(gather_reduce: Callable, connection_dots: Callable) -> Backend:
+    """The backend of two gather primitives (module docstring): the forward gathers over the fan-in index,
+    the input gradient over the transposed fan-out index, with the weights taken in fan-out order."""
+
+    def input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position):
+        # index_select takes the int32 index without an int64 copy of it.
+        transposed_weight = weight.reshape(-1).index_select(0, fan_out_position.reshape(-1))
+        return gather_reduce(grad_y_t, fan_out_right, transposed_weight.view(fan_out_position.shape))
+
+    return Backend(lambda x_t, weight, fan_in_index: gather_reduce(x_t, fan_in_index, weight), input_grad, connection_dots)
+
+
+def _cpu_gather_reduce(src_t: torch.Tensor, index: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    return F.embedding_bag(index, src_t, per_sample_weights=coef, mode="sum")
+
+
+def _cpu_connection_dots(a_t: torch.Tensor, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    n_rows, fan = index.shape
+    batch, n_cols = x.shape
+    dots = torch.zeros(n_rows * fan, dtype=x.dtype, device=x.device)
+    row_start = torch.arange(0, n_rows * fan + 1, fan, dtype=index.dtype, device=x.device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        connections = torch.sparse_csr_tensor(row_start, index.reshape(-1), dots, (n_rows, n_cols), check_invariants=False)
+    # sampled_addmm reads a column-major second operand without a copy; a feature-major x is one. A
+    # row-major x (SparseLinearFunction keeps one only where the weights outnumber it) is transposed a
+    # quarter of the batch at a time, the products adding up in `dots`, so the copy stays small.
+    step = batch if x.t().is_contiguous() else -(-batch // 4)
+    for start in range(0, batch, step):
+        rows = slice(start, start + step)
+        torch.sparse.sampled_addmm(connections, a_t[:, rows], x[rows].t().contiguous().t(), out=connections)
+    return dots.view(n_rows, fan)
+
+
+def _row_blocks(n_right: int) -> list[slice]:
+    """Successive blocks of right neurons for the dense path: 1/16 of the weight matrix each (at least 64
+    rows, for BLAS efficiency), so it holds far less than the N_{i+1} x N_i gradient nn.Linear allocates."""
+    step = min(n_right, max(64, -(-n_right // 16)))
+    return [slice(start, start + step) for start in range(0, n_right, step)]
+
+
+def _weight_block(weight: torch.Tensor, fan_in_index: torch.Tensor, rows: slice, n_left: int) -> torch.Tensor:
+    """Rows `rows` of the dense N_{i+1} x N_i weight matrix, zero at missing connections."""
+    index = fan_in_index[rows].long()
+    return weight.new_zeros(index.shape[0], n_left).scatter_(1, index, weight[rows])
+
+
+def _dense_forward(x_t: torch.Tensor, weight: torch.Tensor, fan_in_index: torch.Tensor) -> torch.Tensor:
+    y_t = x_t.new_empty(fan_in_index.shape[0], x_t.shape[1])
+    for rows in _row_blocks(fan_in_index.shape[0]):
+        torch.mm(_weight_block(weight, fan_in_index, rows, x_t.shape[0]), x_t, out=y_t[rows])
+    return y_t
+
+
+def _dense_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position) -> torch.Tensor:
+    # Summed over blocks of right neurons: no transposed copy of the weights is needed.
+    n_left = fan_out_right.shape[0]
+    grad_x_t = grad_y_t.new_zeros(n_left, grad_y_t.shape[1])
+    for rows in _row_blocks(fan_in_index.shape[0]):
+        grad_x_t.addmm_(_weight_block(weight, fan_in_index, rows, n_left).t(), grad_y_t[rows])
+    return grad_x_t
+
+
+def _dense_weight_grad(grad_y_t: torch.Tensor, x: torch.Tensor, fan_in_index: torch.Tensor) -> torch.Tensor:
+    grad_w = x.new_empty(fan_in_index.shape)
+    for rows in _row_blocks(fan_in_index.shape[0]):
+        torch.gather(grad_y_t[rows] @ x, 1, fan_in_index[rows].long(), out=grad_w[rows])
+    return grad_w
+
+
+CPU_BACKEND = gather_backend(_cpu_gather_reduce, _cpu_connection_dots)
+DENSE_BACKEND = Backend(_dense_forward, _dense_input_grad, _dense_weight_grad)
+_triton_backend: Backend | None = None
+
+# Density fi / N_i from which a step runs on DENSE_BACKEND, per device type: where
+# `benchmarks/sparse_linear.py --dispatch` measured dense blocks faster than gathers. inf: never
+# (CUDA: not measured yet).
+DENSE_DISPATCH_DENSITY = {"cpu": 0.4, "cuda": math.inf}
+
+
+def backend_for(x: torch.Tensor, density: float) -> Backend:
+    """The backend for input x and a junction of density fi / N_i (triton is imported only for CUDA)."""
+    global _triton_backend
+    if density >= DENSE_DISPATCH_DENSITY.get(x.device.type, math.inf):
+        return DENSE_BACKEND
+    if not x.is_cuda:
+        return CPU_BACKEND
+    if _triton_backend is None:
+        from predsparse.nn import triton_kernels
+
+        _triton_backend = gather_backend(triton_kernels.gather_reduce, triton_kernels.connection_dots)
+    return _triton_backend
+
+
+def _feature_major(x: torch.Tensor) -> torch.Tensor:
+    """(B, N) -> contiguous (N, B); free when x is already the transpose of a contiguous tensor."""
+    return x.t().contiguous()
+
+
+class SparseLinearFunction(torch.autograd.Function):
+    """y = x W^T + b over 2-D x (B, N_i); returns a (B, N_{i+1}) transposed view (see module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, fan_in_index, fan_out_right, fan_out_position, backend: Backend):
+        x_t = _feature_major(x)
+        y_t = backend.forward(x_t, weight, fan_in_index)
+        if bias is not None:
+            y_t.add_(bias[:, None])
+        # Where x outnumbers the weights (the sparse regime) the transposed copy is kept, sparing backward a
+        # second transpose: the weight gradient would hold such a copy anyway. Otherwise x itself is kept
+        # and the weight gradient transposes it piece by piece.
+        saved_x = x_t.t() if weight.numel() < x.numel() else x
+        ctx.save_for_backward(saved_x, weight, fan_in_index, fan_out_right, fan_out_position)
+        ctx.backend = backend
+        ctx.has_bias = bias is not None
+        return y_t.t()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        x, weight, fan_in_index, fan_out_right, fan_out_position = ctx.saved_tensors
+        grad_y_t = _feature_major(grad_y)
+        grad_x = grad_w = grad_b = None
+        # The input gradient first: a gather backend's transposed copy of the weights is freed before
+        # grad_w exists.
+        if ctx.needs_input_grad[0]:
+            grad_x = ctx.backend.input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position).t()
+        if ctx.needs_input_grad[1]:
+            grad_w = ctx.backend.weight_grad(grad_y_t, x, fan_in_index)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_y_t.sum(1)
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def sparse_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    fan_in_index: torch.Tensor,
+    fan_out_right: torch.Tensor,
+    fan_out_position: torch.Tensor,
+) -> torch.Tensor:
+    """y = x W^T + b for x of shape (..., N_i); weight (N_{i+1}, fi); index tensors as in the module docstring."""
+    n_left = fan_out_right.shape[0]
+    if x.shape[-1] != n_left:
+        raise ValueError(f"sparse_linear: input has {x.shape[-1]} features (shape {tuple(x.shape)}), expected N_i = {n_left}")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"sparse_linear: input dtype {x.dtype} differs from weight dtype {weight.dtype}")
+    if not x.is_cuda and x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"sparse_linear on {x.device.type}: dtype {x.dtype} is not supported; use float32 or float64")
+    y = SparseLinearFunction.apply(
+        x.reshape(-1, n_left),
+        weight,
+        bias,
+        fan_in_index,
+        fan_out_right,
+        fan_out_position,
+        backend_for(x, weight.shape[1] / n_left),
+    )
+    return y.reshape(*x.shape[:-1], weight.shape[0])

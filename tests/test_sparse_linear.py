@@ -1,0 +1,279 @@
+"""SparseLinear and MaskedLinear: values and gradients against a dense masked reference, memory, errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from predsparse.errors import PatternError
+from predsparse.nn import MaskedLinear, SparseLinear, layers_from_pattern
+from predsparse.nn import functional
+from predsparse.nn.functional import sparse_linear
+from predsparse.patterns import generate_pattern, valid_fanouts
+
+
+def random_layer(n_in, n_out, fo, seed=0, bias=True, dtype=torch.float32):
+    torch.manual_seed(seed)
+    pattern = generate_pattern([n_in, n_out], [fo], "random", seed)
+    return SparseLinear.from_pattern(pattern, 0, bias=bias, dtype=dtype)
+
+
+def masked_twin(layer: SparseLinear) -> MaskedLinear:
+    """The dense masked nn.Linear computing the same function as `layer`."""
+    twin = MaskedLinear(layer.in_features, layer.out_features, layer.adjacency(), bias=layer.bias is not None)
+    twin.to(layer.weight.dtype)
+    with torch.no_grad():
+        twin.weight.copy_(layer.dense_weight())
+        if layer.bias is not None:
+            twin.bias.copy_(layer.bias)
+    return twin
+
+
+def assert_same_step(layer: SparseLinear, x: torch.Tensor, atol=1e-5):
+    """Output and input/weight/bias gradients of `layer` equal those of its masked dense twin."""
+    twin = masked_twin(layer)
+    x_sparse = x.detach().clone().requires_grad_()
+    x_dense = x.detach().clone().requires_grad_()
+    y, y_ref = layer(x_sparse), twin(x_dense)
+    torch.testing.assert_close(y, y_ref, atol=atol, rtol=1e-5)
+    grad_y = torch.randn_like(y_ref)
+    y.backward(grad_y)
+    y_ref.backward(grad_y)
+    torch.testing.assert_close(x_sparse.grad, x_dense.grad, atol=atol, rtol=1e-5)
+    idx = layer.fan_in_index.long()
+    torch.testing.assert_close(layer.weight.grad, twin.weight.grad.gather(1, idx), atol=atol, rtol=1e-5)
+    if layer.bias is not None:
+        torch.testing.assert_close(layer.bias.grad, twin.bias.grad, atol=atol, rtol=1e-5)
+
+
+@pytest.fixture(params=["gathers", "dense blocks"])
+def cpu_path(request, monkeypatch):
+    """Run a test once on each CPU formulation, whatever the density (see DENSE_DISPATCH_DENSITY)."""
+    monkeypatch.setitem(functional.DENSE_DISPATCH_DENSITY, "cpu", math.inf if request.param == "gathers" else 0.0)
+    return request.param
+
+
+@pytest.mark.parametrize(
+    "n_in, n_out, fo, batch",
+    [
+        (64, 32, 4, 7),  # fi = 8
+        (48, 12, 1, 5),  # fo = 1
+        (12, 48, 4, 3),  # fi = 1
+        (20, 10, 10, 6),  # fully dense, fi = N_i
+        (30, 45, 9, 1),  # batch 1
+        (1, 3, 3, 4),  # a single input neuron
+    ],
+)
+def test_matches_masked_dense_reference(cpu_path, n_in, n_out, fo, batch):
+    layer = random_layer(n_in, n_out, fo)
+    assert layer.fan_in * n_out == fo * n_in
+    assert_same_step(layer, torch.randn(batch, n_in))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_in=st.integers(1, 40),
+    n_out=st.integers(1, 40),
+    choice=st.integers(0, 1000),
+    batch=st.integers(1, 9),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_shapes_match_reference(n_in, n_out, choice, batch, bias, seed):
+    fanouts = valid_fanouts(n_in, n_out)
+    layer = random_layer(n_in, n_out, fanouts[choice % len(fanouts)], seed, bias)
+    assert_same_step(layer, torch.randn(batch, n_in))
+
+
+@pytest.mark.parametrize(
+    "make_input",
+    [
+        lambda: torch.randn(6, 80)[:, ::2],  # strided columns
+        lambda: torch.randn(40, 6).t(),  # feature-major (the layout SparseLinear outputs)
+        lambda: torch.randn(3, 6, 40).transpose(0, 1)[1:4],  # 3-D and non-contiguous
+        lambda: torch.randn(40),  # a single sample without batch dimension
+    ],
+)
+def test_non_contiguous_and_batched_inputs(cpu_path, make_input):
+    assert_same_step(random_layer(40, 24, 3), make_input())
+
+
+def test_gradcheck_float64_cpu(cpu_path):
+    layer = random_layer(9, 6, 2, dtype=torch.float64)  # fi = 3
+    x = torch.randn(4, 9, dtype=torch.float64, requires_grad=True)
+    index = (layer.fan_in_index, layer.fan_out_right, layer.fan_out_position)
+    assert torch.autograd.gradcheck(lambda x, w, b: sparse_linear(x, w, b, *index), (x, layer.weight, layer.bias))
+
+
+def test_stack_of_sparse_layers_keeps_feature_major_layout():
+    first, second = random_layer(32, 16, 2, seed=1), random_layer(16, 8, 4, seed=2)
+    model = nn.Sequential(first, nn.ReLU(), second)
+    reference = nn.Sequential(masked_twin(first), nn.ReLU(), masked_twin(second))
+    x = torch.randn(5, 32)
+    hidden = torch.relu(first(x))
+    assert hidden.t().is_contiguous()  # the next layer reads it without a copy
+    torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=1e-5)
+    model(x).square().sum().backward()
+    reference(x).square().sum().backward()
+    torch.testing.assert_close(first.weight.grad, reference[0].weight.grad.gather(1, first.fan_in_index.long()))
+
+
+def test_weights_only_where_connections_exist_and_adam_state_too():
+    layer = random_layer(4096, 512, 1)  # fo = 1, fi = 8
+    assert (layer.fan_in, layer.fan_out) == (8, 1)
+    assert layer.weight.numel() == 4096 and layer.bias.numel() == 512
+    assert sum(p.numel() for p in layer.parameters()) == 4096 + 512
+    optimizer = torch.optim.Adam(layer.parameters())
+    layer(torch.randn(2, 4096)).sum().backward()
+    optimizer.step()
+    state_sizes = [t.numel() for s in optimizer.state.values() for k, t in s.items() if k != "step"]
+    assert sorted(state_sizes) == [512, 512, 4096, 4096]  # exp_avg and exp_avg_sq of weight and bias
+
+
+def test_index_buffers_are_int32_and_follow_the_module():
+    layer = random_layer(16, 8, 2).double()
+    assert layer.weight.dtype == torch.float64
+    assert {layer.fan_in_index.dtype, layer.fan_out_right.dtype, layer.fan_out_position.dtype} == {torch.int32}
+    assert [name for name, _ in layer.named_buffers()] == ["fan_in_index", "fan_out_right", "fan_out_position"]
+    assert list(layer.state_dict()) == ["weight", "bias", "fan_in_index"]
+    assert_same_step(layer, torch.randn(3, 16, dtype=torch.float64), atol=1e-12)
+
+
+def test_initialisation_is_scaled_by_the_real_fan_in():
+    layer = random_layer(1024, 256, 16)  # fi = 64
+    bound = 1 / np.sqrt(64)
+    for tensor in (layer.weight, layer.bias):
+        assert tensor.abs().max() <= bound
+        assert tensor.abs().max() > 0.95 * bound
+    assert abs(layer.weight.std().item() - bound / np.sqrt(3)) < 0.05 * bound
+
+
+def test_extra_repr_shows_fan_in_fan_out_and_density():
+    text = repr(random_layer(64, 32, 4))
+    assert "fi=8" in text and "fo=4" in text and "density=0.125" in text
+
+
+def test_state_dict_round_trip(tmp_path):
+    pattern = generate_pattern([24, 12], [3], "random", 5)
+    layer = SparseLinear.from_pattern(pattern, 0)
+    torch.save(layer.state_dict(), tmp_path / "layer.pt")
+    other = SparseLinear.from_pattern(pattern, 0)
+    other.load_state_dict(torch.load(tmp_path / "layer.pt"))
+    x = torch.randn(4, 24)
+    torch.testing.assert_close(other(x), layer(x), rtol=0, atol=0)
+
+
+def test_loading_another_index_rebuilds_the_fan_out_index():
+    layer = SparseLinear.from_pattern(generate_pattern([24, 12], [3], "random", 1), 0)
+    source = SparseLinear.from_pattern(generate_pattern([24, 12], [3], "random", 2), 0)
+    assert not torch.equal(layer.fan_in_index, source.fan_in_index)
+    layer.load_state_dict(source.state_dict())
+    assert torch.equal(layer.fan_out_right, source.fan_out_right)
+    assert torch.equal(layer.fan_out_position, source.fan_out_position)
+    assert_same_step(layer, torch.randn(3, 24))
+
+
+def test_loading_a_bad_index_is_refused():
+    layer = random_layer(24, 12, 3)
+    state = layer.state_dict()
+    state["fan_in_index"] = state["fan_in_index"].clone()
+    state["fan_in_index"][0, 1] = state["fan_in_index"][0, 0]
+    with pytest.raises(PatternError, match="strictly increasing"):
+        layer.load_state_dict(state)
+
+
+def _balanced_index():
+    return np.array([[0, 1], [2, 3], [0, 2], [1, 3]])  # 4 -> 4, fi = fo = 2
+
+
+@pytest.mark.parametrize(
+    "index, message",
+    [
+        (np.arange(8), "shape"),
+        ([[0, 1], [2, 3], [0, 2], [1]], "rectangular"),
+        (np.zeros((3, 2), dtype=int), "shape"),
+        (np.zeros((4, 0), dtype=int), "shape"),
+        (np.array([[0, 1], [2, 3], [0, 2], [1, 4]]), "out of range"),
+        (np.array([[0, 1], [2, 3], [0, 2], [-1, 3]]), "out of range"),
+        (np.array([[0, 0], [2, 3], [1, 2], [1, 3]]), "strictly increasing"),
+        (np.array([[0, 1], [0, 3], [0, 2], [1, 3]]), "fan-out"),
+        (_balanced_index().astype(float), "dtype"),
+    ],
+)
+def test_bad_index_is_refused_at_construction(index, message):
+    with pytest.raises(PatternError, match=message):
+        SparseLinear(4, 4, index)
+
+
+def test_connections_that_cannot_share_fan_out_equally_are_refused():
+    with pytest.raises(PatternError, match="same fan-out"):
+        SparseLinear(5, 4, np.array([[0, 1, 2], [2, 3, 4], [0, 2, 1], [1, 3, 4]]))  # 12 edges, 5 inputs
+
+
+def test_rows_in_any_order_are_accepted_and_keep_their_weights():
+    index = _balanced_index()[:, ::-1].copy()
+    layer = SparseLinear(4, 4, torch.from_numpy(index))
+    assert torch.equal(layer.fan_in_index, torch.from_numpy(index).int())
+    assert_same_step(layer, torch.randn(2, 4))
+
+
+@pytest.mark.parametrize("sizes", [(0, 4), (4, -1), (2.5, 4)])
+def test_bad_sizes_are_refused(sizes):
+    with pytest.raises(PatternError, match="at least 1"):
+        SparseLinear(*sizes, _balanced_index())
+
+
+def test_from_pattern_errors(tmp_path):
+    pattern = generate_pattern([8, 4], [2], "random", 0)
+    with pytest.raises(PatternError, match="junction 1 does not exist"):
+        SparseLinear.from_pattern(pattern, 1)
+    with pytest.raises(PatternError, match="no fixed fan-in"):
+        SparseLinear.from_pattern(generate_pattern([8, 4], [2], "unstructured", 0), 0)
+    with pytest.raises(PatternError, match="does not exist"):
+        SparseLinear.from_pattern(tmp_path / "missing.npz", 0)
+
+
+def test_input_errors():
+    layer = random_layer(8, 4, 2)
+    with pytest.raises(ValueError, match="expected N_i = 8"):
+        layer(torch.randn(2, 9))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        layer.bfloat16()(torch.randn(2, 8, dtype=torch.bfloat16))
+
+
+def test_no_input_gradient_when_input_needs_none():
+    layer = random_layer(8, 4, 2, bias=False)
+    layer(torch.randn(3, 8)).sum().backward()
+    assert layer.weight.grad is not None and layer.bias is None
+
+
+def test_layers_from_pattern_picks_sparse_dense_and_masked(tmp_path):
+    pattern = generate_pattern([16, 8, 4], [2, 4], "random", 0)  # junction 2 is fully dense
+    pattern.save(tmp_path / "p.npz")
+    layers = layers_from_pattern(tmp_path / "p.npz")
+    assert [type(layer) for layer in layers] == [SparseLinear, nn.Linear]
+    assert (layers[0].in_features, layers[0].out_features, layers[0].fan_in) == (16, 8, 4)
+    assert (layers[1].in_features, layers[1].out_features) == (8, 4)
+    (masked,) = layers_from_pattern(generate_pattern([16, 8], [2], "unstructured", 0))
+    assert isinstance(masked, MaskedLinear)
+
+
+def test_masked_linear_from_unstructured_pattern():
+    pattern = generate_pattern([16, 8], [2], "unstructured", 3)
+    layer = MaskedLinear.from_pattern(pattern, 0)
+    assert layer.mask.sum().item() == 16 * 2
+    assert torch.equal(layer.mask, torch.from_numpy(pattern.adjacency(0)).bool())
+    layer(torch.randn(3, 16)).sum().backward()
+    assert (layer.weight.grad[~layer.mask] == 0).all()
+    assert (layer.weight.grad[layer.mask] != 0).all()
+
+
+def test_masked_linear_errors():
+    with pytest.raises(PatternError, match="shape"):
+        MaskedLinear(4, 3, torch.ones(4, 3))
+    with pytest.raises(PatternError, match="0/1"):
+        MaskedLinear(4, 3, torch.full((3, 4), 2))
