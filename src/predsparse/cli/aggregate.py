@@ -1,0 +1,100 @@
+"""`predsparse aggregate RUNS`: every finished run folder -> results/summary.csv and results/history.csv.
+
+One summary row per finished run, exactly once (two folders holding the same run id are an error), with
+exactly the columns of `predsparse.summary`; history rows in the same order, one per run per epoch. Rows
+are sorted by (study, run_name), numbers written in full precision: the same folders give the same bytes,
+so rerunning is idempotent. Failed and unfinished runs are left out and listed on stderr.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+HELP = "collect every finished run under RUNS into summary.csv (one row per run) and history.csv (one per epoch)"
+
+
+def add_arguments(parser):
+    parser.add_argument("runs", help="folder of run folders, searched recursively, e.g. results/runs")
+    parser.add_argument("-o", "--output", default="results/summary.csv", help="summary CSV (default: %(default)s)")
+    parser.add_argument("--history", default="results/history.csv", help="history CSV (default: %(default)s)")
+
+
+def summary_row(metrics: dict) -> dict:
+    """The summary.csv row (predsparse.summary.SUMMARY_COLUMNS) of a finished run's metrics.json."""
+    from predsparse.summary import join_list
+
+    spec, pattern, scatter = metrics["spec"], metrics["pattern"], metrics["scatter"]
+    method = spec["extra"].get("method") or {"dense": "dense", "csc": "csc"}.get(pattern["kind"], "predefined")
+    return {
+        "study": spec["study"],
+        "run_id": metrics["run_id"],
+        "run_name": spec["run_name"],
+        "method": method,
+        "dataset": spec["dataset"],
+        "variant": spec["variant"] or "",
+        "model": spec["model"],
+        "net": join_list(pattern["net"]),
+        "fanouts": join_list(pattern["fanouts"]),
+        "kind": pattern["kind"],
+        "pattern_options": json.dumps(pattern["options"], sort_keys=True, separators=(",", ":")),
+        "junction_densities": join_list(pattern["junction_densities"]),
+        "overall_density": pattern["overall_density"],
+        "weights": pattern["weights"],
+        "dense_weights": pattern["dense_weights"],
+        "scatter_vector": join_list(scatter["vector"]),
+        "scatter": scatter["scatter"],
+        "seed": spec["seed"],
+        "epochs": metrics["epochs"],
+        "best_val_acc": metrics["best_val_acc"],
+        "best_val_epoch": metrics["best_val_epoch"],
+        "val_acc_epoch1": metrics["val_acc_epoch1"],
+        "val_acc_epoch5": "" if metrics["val_acc_epoch5"] is None else metrics["val_acc_epoch5"],
+        "test_acc": metrics["test_acc"],
+        "wall_time_s": metrics["wall_time_s"],
+        "device": metrics["device"],
+    }
+
+
+def _csv_text(columns, rows) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def collect(runs: str) -> tuple[list[dict], list[dict], list[str]]:
+    """(summary rows, history rows, notes on left-out folders) of every run folder under `runs`."""
+    from predsparse import rundir
+    from predsparse.errors import ConfigError
+
+    finished, notes, where = [], [], {}
+    for run_dir in rundir.run_dirs(runs):
+        outcome = rundir.outcome(run_dir)
+        if outcome is None or outcome["status"] != "finished":
+            notes.append(f"{run_dir} ({'unfinished' if outcome is None else 'failed: ' + outcome.get('error', '')})")
+            continue
+        if outcome["run_id"] in where:
+            raise ConfigError(f"run id {outcome['run_id']} is in two folders, {where[outcome['run_id']]} and "
+                              f"{run_dir}; keep one of them")
+        where[outcome["run_id"]] = run_dir
+        finished.append((summary_row(outcome), run_dir))
+    finished.sort(key=lambda item: (item[0]["study"], item[0]["run_name"]))
+    history = [row for _, run_dir in finished for row in rundir.read_history(run_dir / rundir.HISTORY)]
+    return [row for row, _ in finished], history, notes
+
+
+def run(args) -> int:
+    from predsparse.io import atomic_write_text
+    from predsparse.summary import HISTORY_COLUMNS, SUMMARY_COLUMNS
+
+    summary, history, notes = collect(args.runs)
+    atomic_write_text(args.output, _csv_text(SUMMARY_COLUMNS, summary))
+    atomic_write_text(args.history, _csv_text(HISTORY_COLUMNS, history))
+    for note in notes:
+        sys.stderr.write(f"predsparse aggregate: left out {note}\n")
+    sys.stdout.write(f"{len(summary)} run(s) -> {args.output}, {len(history)} epoch row(s) -> {args.history}\n")
+    return 0

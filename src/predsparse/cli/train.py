@@ -1,0 +1,84 @@
+"""`predsparse train`: one training run from a run spec (JSON/YAML) and/or flags."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HELP = "train one run (a RunSpec file and/or flags); resumes a killed run from its checkpoint"
+
+# flag dest -> RunSpec key, for the flags that set spec values
+_SPEC_FLAGS = ("study", "run_name", "dataset", "data", "pattern", "model", "variant", "seed", "optimizer", "lr",
+               "momentum", "weight_decay", "batch_size", "epochs", "device", "tracking_uri")
+
+
+def add_arguments(parser):
+    parser.add_argument("--spec", metavar="FILE", help="run spec, .json or .yaml (keys of predsparse.spec.RunSpec); "
+                        "flags below override its values")
+    parser.add_argument("--out", metavar="DIR", help="run folder (default: results/runs/STUDY/RUN_NAME)")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (results are written all the same)")
+    parser.add_argument("--json", action="store_true", help="print the run's metrics.json on stdout")
+    quick = parser.add_argument_group(
+        "run settings (without --spec: --dataset, --data and --pattern are required; optimiser, lr, batch size, "
+        "epochs and L2 default to the paper's settings for the dataset, see predsparse.train.PAPER_DEFAULTS)")
+    quick.add_argument("--dataset", help="morse | mnist | cifar10 | cifar100")
+    quick.add_argument("--data", metavar="NPZ", help="dataset file from `predsparse data`")
+    quick.add_argument("--pattern", metavar="NPZ", help="pattern file from `predsparse pattern`")
+    quick.add_argument("--model", help="mlp (default) | mnist_conv | cifar_conv")
+    quick.add_argument("--variant", help="Morse variant, recorded with the run")
+    quick.add_argument("--study", help="study name (default: quick)")
+    quick.add_argument("--run-name", help="readable run name (default: pattern file name and seed)")
+    quick.add_argument("--seed", type=int)
+    quick.add_argument("--optimizer", help="adam | sgd")
+    quick.add_argument("--lr", type=float)
+    quick.add_argument("--momentum", type=float, help="SGD momentum")
+    quick.add_argument("--weight-decay", type=float, help="L2 on weights (existing connections only)")
+    quick.add_argument("--batch-size", type=int)
+    quick.add_argument("--epochs", type=int)
+    quick.add_argument("--device", help="cpu | cuda | auto")
+    quick.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///results/mlflow.db)")
+
+
+def _read_spec_file(path: str) -> dict:
+    from predsparse.errors import ConfigError
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"run spec {file} does not exist")
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(file.read_text())
+        else:
+            raw = json.loads(file.read_text())
+    except Exception as exc:  # malformed file of either kind
+        raise ConfigError(f"run spec {file} cannot be parsed: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"run spec {file}: expected a mapping of run settings, got {type(raw).__name__}")
+    return raw
+
+
+def run(args) -> int:
+    from predsparse.errors import ConfigError
+    from predsparse.train import resolve_spec, train_run
+
+    raw = _read_spec_file(args.spec) if args.spec else {}
+    raw.update({key: getattr(args, key) for key in _SPEC_FLAGS if getattr(args, key) is not None})
+    if not args.spec:
+        missing = [f"--{k}" for k in ("dataset", "data", "pattern") if k not in raw]
+        if missing:
+            raise ConfigError(f"without --spec, {', '.join(missing)} must be given")
+        raw.setdefault("study", "quick")
+        raw.setdefault("run_name", f"{Path(raw['pattern']).stem}-seed{raw.get('seed', 0)}")
+    spec = resolve_spec(raw, where=args.spec or "train flags")
+    out = Path(args.out) if args.out else Path("results/runs") / spec.study / spec.run_name
+    metrics = train_run(spec, out, track=not args.no_mlflow)
+    if args.json:
+        json.dump(metrics, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(f"{spec.run_name}: best val acc {metrics['best_val_acc']:.4f} (epoch "
+                         f"{metrics['best_val_epoch']}), test acc {metrics['test_acc']:.4f}; results in {out}\n")
+    return 0

@@ -1,0 +1,83 @@
+"""The folder of one training run (`results/runs/<study>/<run_name>/`): its files and how to read them.
+
+Training writes it, `predsparse aggregate` and `predsparse mlflow-sync` read it; it is the source of truth
+that MLflow mirrors. Light on imports (no torch, no pandas) so readers stay fast.
+
+- `spec.json`: the run spec, written before training starts (a killed run's folder says what it was);
+- `checkpoint.pt`: state after the last finished epoch (model, optimizer, RNG states, history, best model);
+- `history.csv`: one row per finished epoch, columns `predsparse.summary.HISTORY_COLUMNS`;
+- `curves.png`: loss and accuracy per epoch;
+- `metrics.json`: written last, only by a run that finished: the run's figures (see `predsparse.train`);
+- `failure.json`: instead of `metrics.json` when the run stopped on an error (e.g. a non-finite loss).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from predsparse.errors import ConfigError
+from predsparse.io import atomic_write_text
+from predsparse.summary import HISTORY_COLUMNS
+
+SPEC = "spec.json"
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.csv"
+CURVES = "curves.png"
+METRICS = "metrics.json"
+FAILURE = "failure.json"
+
+
+def write_history(path: str | Path, rows: list[dict]) -> None:
+    """Atomically write per-epoch rows (dicts with at least HISTORY_COLUMNS) as CSV."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """Rows of a history.csv with numbers parsed (epoch int, figures float)."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != HISTORY_COLUMNS:
+            raise ConfigError(f"{path}: columns {reader.fieldnames} are not the history columns {list(HISTORY_COLUMNS)}")
+        return [
+            {k: (v if k in ("study", "run_id") else int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+            for row in reader
+        ]
+
+
+def read_json(path: str | Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} cannot be read as JSON: {exc}") from None
+
+
+# MLflow's own folders hold copies of run files as artifacts; they are not run folders.
+_NOT_RUNS = {"mlartifacts", "mlruns"}
+
+
+def run_dirs(root: str | Path) -> list[Path]:
+    """Every run folder (one holding a spec.json) under `root`, sorted by path, MLflow's folders excluded."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"results folder {root} does not exist")
+    return sorted(
+        p.parent for p in root.rglob(SPEC)
+        if not _NOT_RUNS.intersection(p.relative_to(root).parts) and not any(
+            part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def outcome(run_dir: str | Path) -> dict | None:
+    """The run's metrics.json, else its failure.json, else None (still running or killed)."""
+    run_dir = Path(run_dir)
+    for name in (METRICS, FAILURE):
+        if (run_dir / name).is_file():
+            return read_json(run_dir / name)
+    return None

@@ -1,0 +1,336 @@
+"""MLflow tracking: one experiment per study, one MLflow run per training run.
+
+The run folders under `results/runs/` are the source of truth (`predsparse.rundir`); MLflow is a window
+onto them and can always be rebuilt from them with `predsparse mlflow-sync results/`.
+
+- Store: `RunSpec.tracking_uri` if set, else `MLFLOW_TRACKING_URI`, else `sqlite:///results/mlflow.db`
+  (MLflow 3's database store; artifacts of a SQLite store go to `mlartifacts/` beside the database).
+- Identity: every MLflow run carries the tag `run_id` = `RunSpec.run_id()`. Finding a run by that tag is the
+  only way a run is looked up, so a resumed training run, a rerun after the store was unreachable and
+  `mlflow-sync` all land on the same MLflow run, and none is ever created twice.
+- Concurrency: several processes share one store. A new SQLite store's schema is created by one process
+  only (`_create_schema_once`); experiment creation tolerates losing the race to another process; every
+  call is retried with jittered exponential back-off while SQLite reports "database is locked" (or a
+  server is temporarily unavailable).
+- Idempotence: per-epoch metrics are logged only for epochs (steps) the run does not have yet, final
+  metrics and params only where missing; a run is `published` (tag) once everything is in.
+- Training never fails because of tracking: `RunTracker` turns any store error into one warning and goes
+  on without MLflow.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from predsparse import rundir
+from predsparse.errors import TrackingError
+from predsparse.summary import join_list
+
+DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
+RUN_ID_TAG = "run_id"
+PUBLISHED_TAG = "published"
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "wall_time_s")
+# A server that does not answer should cost seconds, not MLflow's default of minutes of retries.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+_TRANSIENT = ("database is locked", "database table is locked", "temporarily_unavailable", "busy")
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """The tracking URI to use: the given one (from the run spec or config), MLFLOW_TRACKING_URI, the default."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def _create_schema_once(db: Path, uri: str) -> None:
+    """Let exactly one process create a new SQLite store's schema.
+
+    MLflow creates the schema when a store is first opened, unguarded: processes opening a fresh database
+    together collide ("table _alembic_tmp_metrics already exists"). Here the first one opens it under a
+    lock file beside the database and then marks the lock file "ready"; the others wait on the lock, see
+    the mark and go on (the check takes the lock, so it never sees a half-made schema).
+    """
+    from mlflow.tracking import MlflowClient
+
+    with open(db.with_name(db.name + ".lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        if lock.read() == "ready\n" and db.is_file() and db.stat().st_size > 0:
+            return
+        lock.truncate(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # alembic's notes on unnamed constraints while migrating
+            _retry(MlflowClient(tracking_uri=uri).search_experiments, max_results=1)
+        lock.write("ready\n")
+        lock.flush()
+
+
+def _is_transient(exc: Exception) -> bool:
+    text = f"{getattr(exc, 'error_code', '')} {exc}".lower()
+    return any(marker in text for marker in _TRANSIENT)
+
+
+def _retry(call, *args, attempts: int = 10, **kwargs):
+    """call(*args, **kwargs), retried with jittered exponential back-off (0.05 s .. 5 s) on transient errors."""
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            if attempt == attempts - 1 or not _is_transient(exc):
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 5.0)
+
+
+def _flat_params(outcome: dict) -> dict[str, str]:
+    """MLflow params of a run: its whole spec plus the pattern's densities and weight counts."""
+    params: dict[str, str] = {}
+    for key, value in outcome["spec"].items():
+        if key == "extra":
+            params.update({f"extra.{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in value.items()})
+        else:
+            params[key] = "" if value is None else str(value)
+    pattern = outcome["pattern"]
+    for key in ("net", "fanouts", "fanins", "junction_densities"):
+        params[f"pattern.{key}"] = join_list(pattern[key])
+    for key in ("kind", "overall_density", "weights", "dense_weights"):
+        params[f"pattern.{key}"] = str(pattern[key])
+    params["pattern.options"] = json.dumps(pattern["options"], sort_keys=True)
+    return params
+
+
+def _final_metrics(outcome: dict) -> dict[str, float]:
+    """Figures of a finished run (or what a failed one got to), the scatter vector and the model size."""
+    final: dict[str, float] = {}
+    for key in ("best_val_acc", "best_val_epoch", "val_acc_epoch1", "val_acc_epoch5", "test_acc", "test_loss",
+                "wall_time_s", "epochs_done"):
+        if outcome.get(key) is not None:
+            final[key] = float(outcome[key])
+    for key, value in (outcome.get("final") or {}).items():
+        final[f"final_{key}"] = float(value)
+    scatter = outcome["scatter"]
+    final["scatter"] = float(scatter["scatter"])
+    final.update({f"scatter_{label}": float(v) for label, v in zip(scatter["labels"], scatter["vector"])})
+    final["overall_density"] = float(outcome["pattern"]["overall_density"])
+    for key in ("params", "macs"):
+        final[f"model_{key}"] = float(outcome["model"][key]["total"])
+    return final
+
+
+class Store:
+    """An MLflow tracking store, with the retries that many concurrent writers need. Errors propagate."""
+
+    def __init__(self, uri: str | None = None):
+        self.uri = resolve_uri(uri)
+        db = _sqlite_path(self.uri)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            self.artifact_root = (db.parent / "mlartifacts").resolve().as_uri()
+        else:
+            self.artifact_root = None  # a server chooses its own artifact store
+            for key, value in _HTTP_DEFAULTS.items():
+                os.environ.setdefault(key, value)
+        for name in ("mlflow.store.db.utils", "alembic"):  # schema set-up chatter on first use
+            logging.getLogger(name).setLevel(logging.WARNING)
+        from mlflow.tracking import MlflowClient
+
+        self._experiments: dict[str, str] = {}
+        if db is not None:
+            _create_schema_once(db, self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    def _call(self, method: str, *args, **kwargs):
+        return _retry(getattr(self.client, method), *args, **kwargs)
+
+    def experiment_id(self, study: str) -> str:
+        """The id of the study's experiment, created once even when several processes race to create it."""
+        if study not in self._experiments:
+            exp = self._call("get_experiment_by_name", study)
+            if exp is None:
+                try:
+                    exp_id = self._call("create_experiment", study, artifact_location=self.artifact_root)
+                except Exception:
+                    exp = self._call("get_experiment_by_name", study)  # another process created it first
+                    if exp is None:
+                        raise
+                    exp_id = exp.experiment_id
+            else:
+                exp_id = exp.experiment_id
+                if exp.lifecycle_stage == "deleted":
+                    self._call("restore_experiment", exp_id)
+            self._experiments[study] = exp_id
+        return self._experiments[study]
+
+    def find_run(self, study: str, run_id: str):
+        """The active MLflow run tagged with this predsparse run id, or None."""
+        runs = self._call("search_runs", [self.experiment_id(study)], filter_string=f"tags.{RUN_ID_TAG} = '{run_id}'",
+                          max_results=2)
+        return runs[0] if runs else None
+
+    def create_run(self, info: dict, results_path: str) -> str:
+        spec = info["spec"]
+        tags = {
+            RUN_ID_TAG: info["run_id"],
+            "study": spec["study"],
+            "results_path": results_path,
+            "git_commit": info["git_commit"],
+            "pattern_id": info["pattern"]["id"],
+        }
+        run = self._call("create_run", self.experiment_id(spec["study"]), run_name=spec["run_name"], tags=tags)
+        return run.info.run_id
+
+    def logged_steps(self, mlflow_run_id: str) -> set[int]:
+        """Epochs already logged: log_batch writes all metrics of an epoch in one transaction, so one key tells."""
+        return {m.step for m in self._call("get_metric_history", mlflow_run_id, "val_acc")}
+
+    def log_params(self, mlflow_run_id: str, params: dict[str, str], present: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        missing = [Param(k, v) for k, v in sorted(params.items()) if k not in present]
+        for start in range(0, len(missing), 100):  # MLflow's limit of params per batch
+            self._call("log_batch", mlflow_run_id, params=missing[start:start + 100])
+
+    def log_epochs(self, mlflow_run_id: str, rows: list[dict], logged: set[int]) -> None:
+        """Log the per-epoch metrics (step = epoch) of every row whose epoch is not in `logged`."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for row in rows:
+            if row["epoch"] in logged:
+                continue
+            metrics = [Metric(k, float(row[k]), now, int(row["epoch"])) for k in EPOCH_METRICS]
+            self._call("log_batch", mlflow_run_id, metrics=metrics)
+            logged.add(row["epoch"])
+
+    def publish(self, run_dir: str | Path) -> str:
+        """Bring the MLflow run of a finished or failed run folder up to date; idempotent. Returns its id."""
+        run_dir = Path(run_dir)
+        outcome = rundir.outcome(run_dir)
+        if outcome is None:
+            raise TrackingError(f"{run_dir} has neither {rundir.METRICS} nor {rundir.FAILURE}: the run has not ended")
+        study = outcome["spec"]["study"]
+        run = self.find_run(study, outcome["run_id"])
+        if run is not None and run.data.tags.get(PUBLISHED_TAG) == "1":
+            return run.info.run_id
+        mlflow_run_id = run.info.run_id if run else self.create_run(outcome, run_dir.as_posix())
+        params, metrics = (run.data.params, run.data.metrics) if run else ({}, {})
+        self.log_params(mlflow_run_id, _flat_params(outcome), params)
+        history = rundir.read_history(run_dir / rundir.HISTORY) if (run_dir / rundir.HISTORY).is_file() else []
+        self.log_epochs(mlflow_run_id, history, self.logged_steps(mlflow_run_id))
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        final = [Metric(k, v, now, 0) for k, v in sorted(_final_metrics(outcome).items()) if k not in metrics]
+        if final:
+            self._call("log_batch", mlflow_run_id, metrics=final)
+        for name in (rundir.SPEC, rundir.HISTORY, rundir.METRICS, rundir.FAILURE, rundir.CURVES):
+            if (run_dir / name).is_file():
+                self._call("log_artifact", mlflow_run_id, str(run_dir / name))
+        pattern_file = Path(outcome["spec"]["pattern"])
+        if pattern_file.is_file():
+            self._call("log_artifact", mlflow_run_id, str(pattern_file), "pattern")
+        else:
+            _warn(f"pattern file {pattern_file} of {run_dir} not found; MLflow run logged without it")
+        failed = outcome["status"] != "finished"
+        if failed:
+            self._call("set_tag", mlflow_run_id, "error", outcome.get("error", ""))
+        self._call("set_tag", mlflow_run_id, PUBLISHED_TAG, "1")
+        self._call("set_terminated", mlflow_run_id, "FAILED" if failed else "FINISHED")
+        return mlflow_run_id
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"predsparse: warning: {message}\n")
+    sys.stderr.flush()
+
+
+class RunTracker:
+    """The MLflow side of one training run. Never raises: a store error warns once and disables tracking."""
+
+    def __init__(self, uri: str | None):
+        self.uri = resolve_uri(uri)
+        self.disabled = False
+        self.mlflow_run_id: str | None = None
+        self._store: Store | None = None
+        self._logged: set[int] = set()
+
+    def _run(self, action: str, fn) -> None:
+        if self.disabled:
+            return
+        try:
+            if self._store is None:
+                self._store = Store(self.uri)
+            fn(self._store)
+        except Exception as exc:  # tracking must never stop training
+            self.disabled = True
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            _warn(f"MLflow tracking at {self.uri} disabled ({action} failed: {first_line}); results are still "
+                  f"written; load them later with `predsparse mlflow-sync results/`")
+
+    def start(self, info: dict, out_dir: str | Path, history: list[dict], resumed: bool) -> None:
+        """Find or create this run's MLflow run; catch up on epochs `history` holds that MLflow lacks.
+
+        A fresh start (no checkpoint) discards an MLflow run left with metrics by an earlier attempt whose
+        results are gone, so MLflow never shows epochs the results folder does not have.
+        """
+        def begin(store: Store):
+            run = store.find_run(info["spec"]["study"], info["run_id"])
+            if run is not None and not resumed and store.logged_steps(run.info.run_id):
+                store._call("delete_run", run.info.run_id)
+                run = None
+            self.mlflow_run_id = run.info.run_id if run else store.create_run(info, Path(out_dir).as_posix())
+            if run is not None:  # training again: the run is not complete until published anew
+                store._call("update_run", self.mlflow_run_id, status="RUNNING")
+                if run.data.tags.get(PUBLISHED_TAG):
+                    store._call("delete_tag", self.mlflow_run_id, PUBLISHED_TAG)
+            store.log_params(self.mlflow_run_id, _flat_params(info), run.data.params if run else {})
+            self._logged = store.logged_steps(self.mlflow_run_id)
+            store.log_epochs(self.mlflow_run_id, history, self._logged)
+
+        self._run("start", begin)
+
+    def log_epoch(self, row: dict) -> None:
+        self._run("log_epoch", lambda store: store.log_epochs(self.mlflow_run_id, [row], self._logged))
+
+    def publish(self, out_dir: str | Path) -> None:
+        """After metrics.json or failure.json is written: final metrics, artifacts, status (idempotent)."""
+        self._run("publish", lambda store: store.publish(out_dir))
+
+
+def sync(results: str | Path, uri: str | None = None) -> dict[str, int]:
+    """Publish every ended run under `results` that MLflow lacks or has incomplete; idempotent.
+
+    Returns counts: runs `published` now, `skipped` because already complete, `unfinished` folders
+    (killed or running) left alone.
+    """
+    counts = {"published": 0, "skipped": 0, "unfinished": 0}
+    folders = rundir.run_dirs(results)
+    ended = [(d, o) for d in folders if (o := rundir.outcome(d)) is not None]
+    counts["unfinished"] = len(folders) - len(ended)
+    try:
+        store = Store(uri)
+        for run_dir, outcome in ended:
+            run = store.find_run(outcome["spec"]["study"], outcome["run_id"])
+            if run is not None and run.data.tags.get(PUBLISHED_TAG) == "1":
+                counts["skipped"] += 1
+            else:
+                store.publish(run_dir)
+                counts["published"] += 1
+    except TrackingError:
+        raise
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise TrackingError(f"MLflow store {resolve_uri(uri)} cannot be used ({first_line}); "
+                            f"{counts['published']} run(s) were published before the error") from None
+    return counts
