@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from predsparse.errors import PredsparseError
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"predsparse {args.verb}: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `predsparse plan config.yaml | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,129 @@
+"""Reading a pipeline config and checking it against `workflow/schemas/config.schema.yaml`.
+
+A config arrives either as a YAML file (`predsparse plan config.yaml`) or as the dict Snakemake built from
+`--configfile` and `--config` (common.smk). Either way the schema is checked first; a violation becomes a
+`ConfigError` naming the study, the key and what is valid. Semantic checks (fan-outs valid for a net,
+clustering feasible, ...) need the expansion and live in `predsparse.pipeline.plan`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from predsparse.errors import ConfigError
+
+# The schema sits in the workflow folder of the checkout the package is installed from (editable
+# install): the pipeline only runs from a checkout, since the Snakefile lives there too.
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in first_line:
+            raise ConfigError(
+                f"{key_node.start_mark.name}: key '{key}' is given twice (lines {first_line[key]} and {line}); "
+                "each study, run setting and option must appear once"
+            )
+        first_line[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, refusing duplicate keys; a missing or malformed file is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        with open(path) as fh:
+            return yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+def _schema() -> dict:
+    if not SCHEMA_PATH.is_file():
+        raise ConfigError(
+            f"config schema {SCHEMA_PATH} not found: the pipeline runs from a checkout of predsparse "
+            "(pip install -e .)"
+        )
+    return read_yaml(SCHEMA_PATH)
+
+
+def _location(path: list) -> str:
+    """['studies', 'fig3a_morse', 'patterns', 1, 'fanouts'] -> "study 'fig3a_morse': patterns[1].fanouts"."""
+    where, key = "", ""
+    rest = list(path)
+    if len(rest) >= 2 and rest[0] == "studies":
+        where = f"study '{rest[1]}': "
+        rest = rest[2:]
+    for part in rest:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return where + (f"key '{key}'" if key else "")
+
+
+def _schema_node(schema: dict, path: list) -> dict:
+    """The sub-schema that describes the value at `path` (for listing valid keys)."""
+    node = schema
+    for part in path:
+        while "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+        if isinstance(part, int):
+            node = node.get("items", {})
+        elif part in node.get("properties", {}):
+            node = node["properties"][part]
+        else:
+            node = node.get("additionalProperties", {}) or {}
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def check_schema(config: Any, source: str = "config") -> None:
+    """Validate `config` against the schema; the first problem (in document order) is a ConfigError."""
+    from jsonschema import Draft202012Validator
+
+    schema = _schema()
+    errors = sorted(
+        Draft202012Validator(schema).iter_errors(config),
+        key=lambda e: ([str(p) for p in e.absolute_path], e.validator != "additionalProperties"),
+    )
+    if not errors:
+        return
+    error = errors[0]
+    path = list(error.absolute_path)
+    where = _location(path)
+    prefix = f"{source}: {where}: " if where else f"{source}: "
+    if error.validator == "additionalProperties":
+        node = _schema_node(schema, path)
+        valid = sorted(node.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(valid))
+        raise ConfigError(f"{prefix}unknown key(s) {unknown}; valid keys: {valid}")
+    if error.validator == "required":
+        raise ConfigError(f"{prefix}{error.message}")
+    if error.validator == "oneOf":
+        description = _schema_node(schema, path).get("description", "")
+        raise ConfigError(f"{prefix}{error.instance!r} is not valid" + (f": expected {description}" if description else ""))
+    if error.validator == "pattern" and path and path[-1] != "cluster" and "cluster" in path:
+        raise ConfigError(f"{prefix}{error.instance!r} is not a clustering; spell it 'J:f=C', 'J:b=C' or 'J:f=C,b=C'")
+    if error.validator == "pattern":
+        raise ConfigError(f"{prefix}{error.instance!r} is not a valid name (letters, digits, '_', '.', '-')")
+    if error.validator == "propertyNames":
+        raise ConfigError(f"{source}: study name {error.instance!r} is not valid (letters, digits, '_', '.', '-')")
+    raise ConfigError(f"{prefix}{error.message}")

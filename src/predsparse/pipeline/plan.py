@@ -1,0 +1,636 @@
+"""From a checked config to the run table: one row per training run, one file per distinct pattern.
+
+A study expands into runs: every pattern of every pattern group (net x fan-outs x kind options) is
+trained with every seed. A run's pattern is named by a hash of what defines it (net, fan-outs fo_i,
+kind, options, layer shapes, seed), so runs of different studies that need the same pattern share one
+file, and a dense pattern (which no seed changes) is built once per net.
+
+Semantic checks happen here, before anything runs: fan-outs must give whole fan-ins fi_i for the net,
+planned clustering and CSC radices must be buildable, the model must take the net's input size, seeds
+and run names must be unique. Each failure is a ConfigError naming the study, the key and the valid
+choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from predsparse import rundir
+from predsparse.errors import ConfigError, PredsparseError
+from predsparse.io import atomic_write_json, atomic_write_text
+from predsparse.patterns import check_net
+from predsparse.pipeline.config import REPO_ROOT, check_schema
+from predsparse.spec import NUM_CLASSES, RunSpec
+
+# Data layout (`predsparse data DATASET --layout`) feeding each (dataset, model, N_1); None: the
+# dataset has a single layout and takes no --layout.
+INPUT_LAYOUTS: dict[tuple[str, str], dict[int, str | None]] = {
+    ("morse", "mlp"): {64: None},
+    ("mnist", "mlp"): {784: "flat", 1024: "pad32"},
+    ("mnist", "mnist_conv"): {3136: "conv"},
+    ("cifar10", "cifar_conv"): {4096: None},
+    ("cifar100", "cifar_conv"): {4096: None},
+}
+# Scheduler reservation of one training job, per model, unless the config's `resources` says otherwise.
+JOB_RESOURCES = {
+    "mlp": {"threads": 1, "mem_mb": 2000, "runtime": 60},
+    "mnist_conv": {"threads": 2, "mem_mb": 4000, "runtime": 120},
+    "cifar_conv": {"threads": 4, "mem_mb": 8000, "runtime": 240},
+}
+FANOUT_KINDS = ("random", "planned", "unstructured")  # kinds built from explicit fan-outs
+GROUP_KEYS = {  # pattern options each kind takes
+    "dense": (),
+    "random": ("fanouts", "splits"),
+    "unstructured": ("fanouts", "splits"),
+    "planned": ("fanouts", "splits", "cluster"),
+    "csc": ("radices", "compression"),
+}
+METHOD = {"dense": "dense", "csc": "csc", "random": "predefined", "planned": "predefined", "unstructured": "predefined"}
+VERSIONED = ("predsparse", "torch", "numpy", "mlflow", "snakemake")
+
+
+@dataclass(frozen=True)
+class PatternRow:
+    """One pattern file: everything `predsparse pattern` needs to build it.
+
+    `cluster` and `radices` are in the CLI's canonical spelling ("1:f=8,2:b=8", "8,8/8,8").
+    """
+
+    kind: str
+    net: tuple[int, ...]
+    fanouts: tuple[int, ...]  # empty for csc: its support layers' fan-outs follow from the radices
+    seed: int | None  # None for dense and csc: no seed changes them
+    cluster: str = ""
+    radices: str = ""
+    shapes: tuple[tuple[int, ...] | None, ...] = ()
+    target: float | None = None  # csc: the compression target the radices were planned for (not in the id)
+
+    @property
+    def pattern_id(self) -> str:
+        """`<kind>-<12 hex>`: a hash of everything that defines the pattern (stable across machines)."""
+        payload = {
+            "kind": self.kind,
+            "net": list(self.net),
+            "fanouts": list(self.fanouts),
+            "seed": self.seed,
+            "cluster": self.cluster,
+            "radices": self.radices,
+            "shapes": [list(s) if s else None for s in self.shapes],
+        }
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return f"{self.kind}-{digest[:12]}"
+
+    def cli_args(self) -> list[str]:
+        """Arguments of `predsparse pattern` (without -o)."""
+        args = ["--net", _joined(self.net, ","), "--kind", self.kind, "--seed", str(self.seed or 0)]
+        if self.fanouts:
+            args += ["--fanouts", _joined(self.fanouts, ",")]
+        if self.cluster:
+            args += ["--cluster", self.cluster]
+        if self.radices:
+            args += ["--radices", self.radices]
+        if any(self.shapes):
+            args += ["--shapes", ",".join(_joined(s, "x") if s else "-" for s in self.shapes)]
+        return args
+
+    @property
+    def options(self) -> dict[str, str]:
+        """The kind's options, as the run table shows them."""
+        return {k: v for k, v in (("cluster", self.cluster), ("radices", self.radices)) if v}
+
+
+@dataclass(frozen=True)
+class DataTarget:
+    """One dataset file under `resources_dir`, and the `predsparse data` arguments that make it."""
+
+    dataset: str
+    path: str
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: a row of the run table."""
+
+    study: str
+    name: str
+    pattern: PatternRow
+    spec: RunSpec
+    resources: dict[str, int] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """The run-table row (what `predsparse plan` prints)."""
+        s = self.spec
+        return {
+            "study": self.study,
+            "run": self.name,
+            "dataset": s.dataset,
+            "variant": s.variant or "",
+            "model": s.model,
+            "net": list(self.pattern.net),
+            "fanouts": list(self.pattern.fanouts),
+            "kind": self.pattern.kind,
+            "options": self.pattern.options,
+            "pattern_id": self.pattern.pattern_id,
+            "seed": s.seed,
+            "optimizer": s.optimizer,
+            "lr": s.lr,
+            "momentum": s.momentum,
+            "weight_decay": s.weight_decay,
+            "batch_size": s.batch_size,
+            "epochs": s.epochs,
+            "device": s.device,
+            "method": s.extra["method"],
+            "compression": s.extra.get("compression"),
+            "run_id": s.run_id(),
+        }
+
+
+def _joined(values, sep: str) -> str:
+    return sep.join(str(v) for v in values)
+
+
+class Plan:
+    """A checked config expanded into dataset files, pattern files and runs, with the path of every output."""
+
+    def __init__(self, config: dict, source: str = "config"):
+        check_schema(config, source)
+        self.config = config
+        self.source = source
+        self.results_dir = str(config.get("results_dir", "results")).rstrip("/") or "/"
+        self.resources_dir = str(config.get("resources_dir", "resources")).rstrip("/") or "/"
+        self.device = config.get("device", "auto")
+        self.tracking_uri = (
+            config.get("tracking_uri")
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{self.results_dir}/mlflow.db"
+        )
+        self.data: dict[str, DataTarget] = {}
+        self.patterns: dict[str, PatternRow] = {}
+        self.runs: list[Run] = []
+        self._checked: dict[PatternRow, float] = {}  # pattern (seed 0) whose options were checked -> compression
+        for study, body in config["studies"].items():
+            self._expand_study(study, body)
+        self._by_key = {(r.study, r.name): r for r in self.runs}
+
+    # ---------------------------------------------------------------- paths
+    def pattern_path(self, pattern_id: str) -> str:
+        return f"{self.results_dir}/patterns/{pattern_id}.npz"
+
+    def scatter_path(self, pattern_id: str) -> str:
+        return f"{self.results_dir}/scatter/{pattern_id}.json"
+
+    def spec_path(self, run: Run) -> str:
+        return f"{self.results_dir}/specs/{run.study}/{run.name}.json"
+
+    def run_dir(self, run: Run) -> str:
+        return f"{self.results_dir}/runs/{run.study}/{run.name}"
+
+    def metrics_path(self, run: Run) -> str:
+        return f"{self.run_dir(run)}/{rundir.METRICS}"
+
+    def run(self, study: str, name: str) -> Run:
+        try:
+            return self._by_key[(study, name)]
+        except KeyError:
+            raise ConfigError(f"{self.source}: no run '{name}' in study '{study}'") from None
+
+    # ---------------------------------------------------------------- what the rules call
+    def pattern_args(self, pattern_id: str) -> str:
+        """Shell-quoted `predsparse pattern` arguments of a pattern file (without -o)."""
+        try:
+            return shlex.join(self.patterns[pattern_id].cli_args())
+        except KeyError:
+            raise ConfigError(f"{self.source}: no pattern '{pattern_id}' in this config") from None
+
+    def data_args(self, path: str) -> str:
+        """Shell-quoted `predsparse data` arguments of a dataset file (without -o)."""
+        try:
+            return shlex.join(self.data[path].args)
+        except KeyError:
+            raise ConfigError(f"{self.source}: no dataset file '{path}' in this config") from None
+
+    def write_specs(self, log: str | None = None) -> None:
+        """Write every run's spec (JSON) for `predsparse train --spec`.
+
+        A run folder left by an earlier definition of a run (another run id: the config changed its
+        hyper-parameters or pattern) is removed first: its checkpoint cannot be resumed, and training
+        refuses a folder that belongs to another run.
+        """
+        notes = []
+        for run in self.runs:
+            spec, out = run.spec, Path(self.run_dir(run))
+            old_spec = out / rundir.SPEC
+            if old_spec.is_file() and (old_id := RunSpec.load(old_spec).run_id()) != spec.run_id():
+                shutil.rmtree(out)
+                notes.append(f"removed {out}: it held run {old_id}, an earlier definition of this run")
+            atomic_write_json(self.spec_path(run), spec.to_dict())
+        notes.append(f"wrote {len(self.runs)} run specs under {self.results_dir}/specs")
+        if log:
+            atomic_write_text(log, "\n".join(notes) + "\n")
+
+    def definition(self) -> str:
+        """A hash of every spec file's content: changes exactly when some spec file must change."""
+        specs = sorted(json.dumps(r.spec.to_dict(), sort_keys=True) for r in self.runs)
+        return hashlib.sha256("\n".join(specs).encode()).hexdigest()[:16]
+
+    def prepare_tracking(self, log: str) -> None:
+        """Create the MLflow store and one experiment per study before any training job logs to them.
+
+        Many training jobs starting at once on a fresh SQLite store would race to create its schema
+        and the experiments; doing it once here leaves them nothing to race for. Tracking never stops
+        the pipeline: an unreachable store is noted in `log`, and `predsparse mlflow-sync` catches up later.
+        """
+        from predsparse.tracking import Store
+
+        studies = sorted({run.study for run in self.runs})
+        try:
+            store = Store(self.tracking_uri)
+            lines = [f"{study}: experiment {store.experiment_id(study)}" for study in studies]
+        except Exception as exc:  # noqa: BLE001 - any store failure: train anyway, sync later
+            lines = [f"warning: MLflow store {self.tracking_uri} cannot be prepared ({exc}); runs will warn and "
+                     "`predsparse mlflow-sync` loads them later"]
+        atomic_write_text(log, "\n".join([f"MLflow store {self.tracking_uri}"] + lines) + "\n")
+
+    def write_run_info(self, path: str, log: str | None = None) -> None:
+        """Write run_info.json: `run_info()` plus the software that ran it (versions, commit, host)."""
+        info = {**self.run_info(), **_environment()}
+        atomic_write_json(path, info)
+        if log:
+            atomic_write_text(log, f"wrote {path}: {info['runs']} runs in {len(info['studies'])} studies\n")
+
+    # ---------------------------------------------------------------- run table
+    def table(self) -> list[dict[str, Any]]:
+        return [run.row() for run in self.runs]
+
+    def run_info(self) -> dict[str, Any]:
+        """What the config asks for; the report's 'what was run' and 'deviations' sections read it."""
+        studies: dict[str, dict] = {}
+        for run in self.runs:
+            entry = studies.setdefault(
+                run.study,
+                {"description": self.config["studies"][run.study].get("description", ""),
+                 "dataset": run.spec.dataset, "variant": run.spec.variant, "model": run.spec.model,
+                 "runs": 0, "seeds": [], "epochs": []},
+            )
+            entry["runs"] += 1
+            for key, value in (("seeds", run.spec.seed), ("epochs", run.spec.epochs)):
+                if value not in entry[key]:
+                    entry[key] = sorted(entry[key] + [value])
+        return {
+            "preset": self.config.get("preset", "custom"),
+            "description": self.config.get("description", ""),
+            "config": self.source,
+            "deviations": list(self.config.get("deviations", [])),
+            "device": self.device,
+            "tracking_uri": self.tracking_uri,
+            "results_dir": self.results_dir,
+            "data": {t.path: list(t.args) for t in self.data.values()},
+            "runs": len(self.runs),
+            "patterns": len(self.patterns),
+            "studies": studies,
+        }
+
+    # ---------------------------------------------------------------- expansion
+    def _expand_study(self, study: str, body: dict) -> None:
+        where = f"{self.source}: study '{study}'"
+        dataset, model = body["dataset"], body.get("model", "mlp")
+        variant = self._variant(where, dataset, body)
+        seeds = body.get("seeds", [0])
+        _check_unique(where, "seeds", seeds)
+        training = {**self.config["training"], **body.get("training", {})}
+        resources = {**JOB_RESOURCES[model], **self.config.get("resources", {}).get(model, {})}
+        resources["gpu"] = 1 if self.device == "cuda" else 0
+        names: dict[str, str] = {}
+        for g, group in enumerate(body["patterns"]):
+            gwhere = f"{where}: patterns[{g}]"
+            group_seeds = group.get("seeds", seeds)
+            _check_unique(gwhere, "seeds", group_seeds)
+            net = tuple(group.get("net", body.get("net", ())))
+            if not net:
+                raise ConfigError(f"{gwhere}: no net given; set key 'net' on the study or on the pattern group")
+            try:
+                check_net(net)
+            except PredsparseError as exc:
+                raise ConfigError(f"{gwhere}: key 'net': {exc}") from None
+            # A group with a net of its own does not inherit the study's layer shapes.
+            shapes = self._shapes(gwhere, net, group.get("shapes", None if "net" in group else body.get("shapes")))
+            data = self._data_target(gwhere, dataset, model, variant, net)
+            for pattern, seed in self._patterns(gwhere, group, net, shapes, group_seeds):
+                name = _run_name(group, pattern, "net" in group, seed)
+                if name in names:
+                    raise ConfigError(
+                        f"{where}: run name '{name}' comes out of both {names[name]} and patterns[{g}]; "
+                        "remove the repeated entry or give one group a different 'name'"
+                    )
+                names[name] = f"patterns[{g}]"
+                self.patterns[pattern.pattern_id] = pattern
+                extra = {"method": METHOD[pattern.kind], "pattern_id": pattern.pattern_id,
+                         "compression": self._checked[_unseeded(pattern)], **group.get("extra", {})}
+                raw = {
+                    "study": study, "run_name": name, "dataset": dataset, "data": data.path,
+                    "pattern": self.pattern_path(pattern.pattern_id), "model": model, "variant": variant,
+                    "seed": seed, **training, "device": self.device,
+                    "tracking_uri": self.tracking_uri, "extra": extra,
+                }
+                spec = RunSpec.from_dict(raw, where=f"{gwhere}: run '{name}'")
+                self.runs.append(Run(study, name, pattern, spec, resources))
+
+    def _variant(self, where: str, dataset: str, body: dict) -> str | None:
+        if dataset != "morse":
+            if "variant" in body:
+                raise ConfigError(f"{where}: key 'variant' applies to the morse dataset only, not '{dataset}'")
+            return None
+        from predsparse.data.morse import resolve_params
+
+        morse = self.config.get("data", {}).get("morse")
+        if morse is None:
+            raise ConfigError(f"{where}: dataset morse needs the section data.morse (variant, per_class, seed)")
+        variant = body.get("variant", morse["variant"])
+        try:
+            resolve_params(variant, morse.get("set", {}))
+        except PredsparseError as exc:
+            key = "variant" if "variant" in body else "data.morse"
+            raise ConfigError(f"{where}: key '{key}': {exc}") from None
+        return variant
+
+    def _shapes(self, where: str, net: tuple[int, ...], shapes) -> tuple:
+        if not shapes:
+            return ()
+        if len(shapes) != len(net):
+            raise ConfigError(f"{where}: key 'shapes' gives {len(shapes)} layer shapes for the {len(net)} layers of net {list(net)}")
+        for layer, (shape, n) in enumerate(zip(shapes, net), start=1):
+            if shape is not None and math.prod(shape) != n:
+                raise ConfigError(
+                    f"{where}: key 'shapes': layer {layer} shape {shape} holds {math.prod(shape)} neurons, "
+                    f"but layer {layer} of net {list(net)} has {n}"
+                )
+        return tuple(tuple(s) if s is not None else None for s in shapes)
+
+    def _data_target(self, where: str, dataset: str, model: str, variant: str | None, net: tuple[int, ...]) -> DataTarget:
+        layouts = INPUT_LAYOUTS.get((dataset, model))
+        if layouts is None:
+            valid = sorted(m for d, m in INPUT_LAYOUTS if d == dataset)
+            raise ConfigError(f"{where}: model '{model}' does not take {dataset}; valid models for {dataset}: {valid}")
+        if net[0] not in layouts:
+            raise ConfigError(
+                f"{where}: key 'net' {list(net)} starts with {net[0]} neurons, but model '{model}' on {dataset} "
+                f"takes {sorted(layouts)}"
+            )
+        if net[-1] < NUM_CLASSES[dataset]:
+            raise ConfigError(
+                f"{where}: key 'net' {list(net)} ends with {net[-1]} outputs, fewer than the "
+                f"{NUM_CLASSES[dataset]} classes of {dataset}"
+            )
+        layout = layouts[net[0]]
+        if dataset == "morse":
+            morse = self.config["data"]["morse"]
+            per_class = _joined(morse["per_class"], ",")
+            overrides = [f"{name}={_yaml_scalar(value)}" for name, value in sorted(morse.get("set", {}).items())]
+            args = ("morse", "--variant", variant, "--per-class", per_class, "--seed", str(morse["seed"]))
+            args += tuple(a for item in overrides for a in ("--set", item))
+            # Named by everything that defines it, so configs of different sizes never share a file.
+            stem = f"{variant}-{per_class.replace(',', '-')}-s{morse['seed']}"
+            if overrides:
+                stem += "-" + hashlib.sha256(",".join(overrides).encode()).hexdigest()[:8]
+            path = f"{self.resources_dir}/morse/{stem}.npz"
+        else:
+            download = self.config.get("data", {}).get("download", {})
+            args = (dataset,) + (("--layout", layout) if layout else ())
+            if download.get("root"):
+                args += ("--root", str(download["root"]))
+            if download.get("offline"):
+                args += ("--offline",)
+            path = f"{self.resources_dir}/{dataset}/{dataset}" + (f"_{layout}" if layout else "") + ".npz"
+        target = DataTarget(dataset, path, args)
+        self.data[path] = target
+        return target
+
+    def _patterns(self, where: str, group: dict, net, shapes, seeds) -> list[tuple[PatternRow, int]]:
+        """(pattern, training seed) of every run of one group: each pattern (fan-outs or radices, clustering)
+        with each seed. A random, planned or unstructured pattern is drawn with the run's seed."""
+        kind = group["kind"]
+        for key in ("fanouts", "splits", "cluster", "radices", "compression"):
+            if key in group and key not in GROUP_KEYS[kind]:
+                raise ConfigError(
+                    f"{where}: key '{key}' does not apply to kind '{kind}'; {kind} takes "
+                    + (", ".join(GROUP_KEYS[kind]) if GROUP_KEYS[kind] else "no pattern options")
+                )
+        if kind == "dense":
+            templates = [PatternRow("dense", net, net[1:], None, shapes=shapes)]
+        elif kind == "csc":
+            if ("radices" in group) == ("compression" in group):
+                raise ConfigError(f"{where}: kind 'csc' needs exactly one of the keys 'radices' (the radices r_l of "
+                                  "the support layers) and 'compression' (targets x, radices planned to fit)")
+            if shapes:
+                raise ConfigError(f"{where}: kind 'csc' takes no 'shapes': its support layers are not the layers of "
+                                  f"net {list(net)}")
+            if "radices" in group:
+                templates = [PatternRow("csc", net, (), None, radices=r, shapes=shapes) for r in _as_list(group["radices"])]
+            else:
+                templates = [PatternRow("csc", net, (), None, radices=_planned_radices(where, net, x), shapes=shapes,
+                                        target=x) for x in _as_list(group["compression"])]
+        else:
+            if ("fanouts" in group) == ("splits" in group):
+                raise ConfigError(f"{where}: kind '{kind}' needs exactly one of the keys 'fanouts' and 'splits'")
+            if "fanouts" in group:
+                key, lists = "fanouts", group["fanouts"] if isinstance(group["fanouts"][0], list) else [group["fanouts"]]
+            else:
+                key, lists = "splits", _splits(where, net, group["splits"])
+            clusters = _as_list(group.get("cluster", "")) if kind == "planned" else [""]
+            templates = []
+            for i, fanouts in enumerate(lists):
+                try:
+                    _, fanouts = check_net(net, fanouts)
+                except PredsparseError as exc:
+                    label = f"{key}[{i}]" if len(lists) > 1 else key
+                    raise ConfigError(f"{where}: key '{label}' {list(fanouts)}: {exc}") from None
+                templates += [PatternRow(kind, net, fanouts, 0, cluster=c, shapes=shapes) for c in clusters]
+        runs = []
+        for template in templates:
+            template = self._checked_options(where, template)
+            runs += [(template if template.seed is None else _with_seed(template, seed), seed) for seed in seeds]
+        return runs
+
+    def _checked_options(self, where: str, row: PatternRow) -> PatternRow:
+        """Canonicalise and check planned clustering / CSC radices by building them; note the compression."""
+        row = _canonical(where, row)
+        key = _unseeded(row)
+        if key in self._checked:
+            return row
+        dense = sum(a * b for a, b in zip(row.net[:-1], row.net[1:]))
+        try:
+            if row.kind == "planned":
+                from predsparse.patterns import generate_pattern
+                from predsparse.patterns.generate import parse_clusters
+
+                generate_pattern(row.net, row.fanouts, "planned", 0, shapes=row.shapes or None,
+                                 clusters=parse_clusters(row.cluster))
+            if row.kind == "csc":
+                from predsparse.patterns.csc import csc_weight_count
+
+                weights = csc_weight_count(row.net, row.radices)
+            else:
+                weights = sum(n * fo for n, fo in zip(row.net[:-1], row.fanouts))
+        except PredsparseError as exc:
+            option = f"cluster '{row.cluster}'" if row.kind == "planned" else f"radices '{row.radices}'"
+            raise ConfigError(f"{where}: key {option} for net {list(row.net)}"
+                              + (f", fan-outs {list(row.fanouts)}" if row.fanouts else "") + f": {exc}") from None
+        self._checked[key] = round(dense / weights, 4)
+        return row
+
+
+def _yaml_scalar(value) -> str:
+    """A generator parameter as `--set NAME=VALUE` spells it (booleans lower-case, as YAML reads them)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _with_seed(row: PatternRow, seed: int) -> PatternRow:
+    return dataclasses.replace(row, seed=seed)
+
+
+def _planned_radices(where: str, net, compression: float) -> str:
+    """Radices of the largest CSC net of `net` within the weight budget of `compression`."""
+    from predsparse.csc_growth import csc_plan
+    from predsparse.patterns.csc import format_radices
+
+    try:
+        return format_radices(csc_plan(net, compression).radices)
+    except PredsparseError as exc:
+        raise ConfigError(f"{where}: key 'compression' {compression}: {exc}") from None
+
+
+def _unseeded(row: PatternRow) -> PatternRow:
+    return _with_seed(row, 0) if row.seed is not None else row
+
+
+def _canonical(where: str, row: PatternRow) -> PatternRow:
+    """Clustering and radices in one spelling, so equal patterns share an id and a run name."""
+    if row.cluster:
+        from predsparse.patterns.generate import parse_clusters
+
+        try:
+            clusters = parse_clusters(row.cluster)
+        except PredsparseError as exc:
+            raise ConfigError(f"{where}: key 'cluster': {exc}") from None
+        cluster = ",".join(f"{j}:{d}={c}" for j in sorted(clusters) for d, c in sorted(clusters[j].items()) if c > 1)
+        row = dataclasses.replace(row, cluster=cluster)
+    if row.radices:
+        from predsparse.patterns.csc import format_radices, parse_radices
+
+        try:
+            radices = format_radices(parse_radices(row.radices))
+        except PredsparseError as exc:
+            raise ConfigError(f"{where}: key 'radices': {exc}") from None
+        row = dataclasses.replace(row, radices=radices)
+    return row
+
+
+def _check_unique(where: str, key: str, values: list) -> None:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"{where}: key '{key}' {values} repeats {repeated}; each value must appear once")
+
+
+def _splits(where: str, net: tuple[int, ...], splits: dict) -> list[list[int]]:
+    """Fan-outs of every valid junction split at the requested overall density, or `count` of them."""
+    from predsparse.density import valid_splits
+
+    overall, tol = splits["overall"], splits.get("tol", 0.0)
+    try:
+        found = valid_splits(net, overall, tol)
+    except PredsparseError as exc:
+        raise ConfigError(f"{where}: key 'splits': {exc}") from None
+    if not found:
+        raise ConfigError(
+            f"{where}: key 'splits': no fan-outs of net {list(net)} give overall density {overall} within "
+            f"tol {tol}; raise 'tol' or pick another overall density"
+        )
+    count = min(splits.get("count", len(found)), len(found))
+    # Index i*(n-1)/(count-1), rounded half up: exact at both ends, and at the middle when both are odd.
+    if count == 1:  # a single valid split
+        return [list(found[0])]
+    kept = sorted({(i * (len(found) - 1) + (count - 1) // 2) // (count - 1) for i in range(count)})
+    return [list(found[i]) for i in kept]
+
+
+def _run_name(group: dict, pattern: PatternRow, own_net: bool, seed: int) -> str:
+    """Readable and unique within a study, e.g. random_fo128-8_s0, planned_fo128-8_c1f8-2b8_s0,
+    dense_n784-224-10_s0, csc_r8.8-8.8_s0 (the seed of a dense or csc run is its training seed)."""
+    parts = [group.get("name", pattern.kind)]
+    if own_net:
+        parts.append("n" + _joined(pattern.net, "-"))
+    if pattern.kind in FANOUT_KINDS:
+        parts.append("fo" + _joined(pattern.fanouts, "-"))
+    if pattern.cluster:
+        parts.append("c" + pattern.cluster.replace(":", "").replace("=", "").replace(",", "-"))
+    if pattern.target is not None:
+        parts.append(f"x{pattern.target:g}")
+    elif pattern.radices:
+        parts.append("r" + pattern.radices.replace(",", ".").replace("/", "-"))
+    parts.append(f"s{seed}")
+    return "_".join(parts)
+
+
+def _environment() -> dict[str, Any]:
+    """The software and machine that ran the pipeline, for the report's 'what was run'."""
+    versions = {"python": platform.python_version()}
+    for package in VERSIONED:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    env: dict[str, Any] = {"versions": versions, "host": platform.node()}
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        env["git_commit"] = commit
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return env
+
+
+def load_plan(config: dict | str | Path, source: str | None = None) -> Plan:
+    """A Plan from a config dict (Snakemake's) or a YAML file."""
+    if isinstance(config, (str, Path)):
+        from predsparse.pipeline.config import read_yaml
+
+        path = Path(config)
+        return Plan(read_yaml(path), source or str(path))
+    return Plan(config, source or "config")
+
+
+def plan_for_snakemake(config: dict, configfiles) -> Plan:
+    """The Plan of a Snakemake invocation (common.smk).
+
+    With `--configfile`, Snakemake's `config` already holds those files plus any `--config` overrides;
+    the files are re-read only to refuse duplicate keys, which YAML would silently drop. Without one,
+    the repository's config.yaml is the default, with `--config` overrides on top.
+    """
+    from predsparse.pipeline.config import DEFAULT_CONFIG, read_yaml
+
+    files = [Path(f).resolve() for f in configfiles]
+    for path in files:
+        read_yaml(path)
+    if not files:
+        config = {**read_yaml(DEFAULT_CONFIG), **config}
+        files = [DEFAULT_CONFIG]
+    # Named from the repository root where they live there (the report prints it), else in full.
+    names = [str(f.relative_to(REPO_ROOT)) if f.is_relative_to(REPO_ROOT) else str(f) for f in files]
+    return Plan(dict(config), ", ".join(names))

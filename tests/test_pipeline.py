@@ -1,0 +1,506 @@
+"""The pipeline: config validation, run-table expansion, the Snakemake DAG, and its behaviour under faults.
+
+Validation and expansion run in-process on config dicts. The Snakemake tests call the real `snakemake`
+(dry runs, lint, and end-to-end runs of the smoke preset) with every result in tmp_path.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+
+from predsparse.cli import VERBS, main
+from predsparse.density import overall_density, valid_splits
+from predsparse.errors import ConfigError
+from predsparse.pipeline import PatternRow, load_plan, read_yaml
+from predsparse.pipeline.plan import Plan
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+PRESETS = ("config.yaml", "config/morse.yaml", "config/smoke.yaml")
+MORSE = [64, 1024, 64]
+
+
+def config(studies: dict | None = None, **top) -> dict:
+    """A small valid config: one Morse study of one random pattern unless `studies` says otherwise."""
+    base = {
+        "results_dir": "out",
+        "data": {"morse": {"variant": "baseline", "per_class": [10, 2, 2], "seed": 0}},
+        "training": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 64,
+                     "epochs": 2},
+        "studies": studies or {"fig3a_morse": morse_study({"kind": "random", "fanouts": [128, 8]})},
+    }
+    return {**base, **top}
+
+
+def morse_study(*patterns, seeds=(0,)) -> dict:
+    return {"dataset": "morse", "model": "mlp", "net": MORSE, "seeds": list(seeds), "patterns": list(patterns)}
+
+
+def error_of(cfg: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        Plan(cfg, "test.yaml")
+    return str(info.value)
+
+
+# ------------------------------------------------------------------------------------------ validation
+def test_bad_fanout_names_study_key_and_nearest_valid():
+    message = error_of(config({"fig3a_morse": morse_study({"kind": "random", "fanouts": [[128, 8], [104, 8]]})}))
+    assert "test.yaml: study 'fig3a_morse': patterns[0]: key 'fanouts[1]' [104, 8]" in message
+    assert "junction 1 (64->1024)" in message and "nearest valid fan-outs: 96, 112" in message
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    cfg = config({"s": {**morse_study({"kind": "dense"}), "dataset": "svhn"}})
+    message = error_of(cfg)
+    assert "study 's': key 'dataset'" in message
+    assert all(name in message for name in ("'morse'", "'mnist'", "'cifar10'", "'cifar100'"))
+
+
+def test_unknown_kind_lists_the_known_ones():
+    message = error_of(config({"s": morse_study({"kind": "gaussian", "fanouts": [128, 8]})}))
+    assert "study 's': key 'patterns[0].kind'" in message
+    assert all(kind in message for kind in ("'dense'", "'random'", "'planned'", "'unstructured'", "'csc'"))
+
+
+def test_infeasible_clustering_names_the_valid_clusterings():
+    # fi_1 = 8 and windows of 8 neurons: c_f must divide 8.
+    message = error_of(config({"s": morse_study({"kind": "planned", "fanouts": [128, 8], "cluster": ["1:b=8", "1:f=16"]})}))
+    assert "study 's': patterns[0]: key cluster '1:f=16'" in message
+    assert "f=16" in message and "1, 2, 4, 8" in message  # the valid forward clusterings
+
+
+def test_malformed_clustering_is_a_schema_error():
+    message = error_of(config({"s": morse_study({"kind": "planned", "fanouts": [128, 8], "cluster": "1:x=8"})}))
+    assert "study 's': key 'patterns[0].cluster'" in message and "'1:x=8'" in message
+
+
+def test_duplicate_seeds_are_refused():
+    message = error_of(config({"s": morse_study({"kind": "dense"}, seeds=(0, 1, 0))}))
+    assert "study 's': key 'seeds' [0, 1, 0] repeats [0]" in message
+
+
+def test_duplicate_run_names_are_refused():
+    message = error_of(config({"s": morse_study({"kind": "random", "fanouts": [128, 8]},
+                                                {"kind": "random", "fanouts": [[64, 4], [128, 8]]})}))
+    assert "study 's': run name 'random_fo128-8_s0' comes out of both patterns[0] and patterns[1]" in message
+
+
+def test_two_spellings_of_one_clustering_are_one_run_name():
+    message = error_of(config({"s": morse_study({"kind": "planned", "fanouts": [128, 8],
+                                                 "cluster": ["2:b=8,1:f=8", "1:f=8,2:b=8,1:b=1"]})}))
+    assert "run name 'planned_fo128-8_c1f8-2b8_s0'" in message
+
+
+def test_duplicate_study_in_yaml_is_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text(yaml.safe_dump(config()) + "\n")
+    text = path.read_text().replace("studies:\n", "studies:\n  fig3a_morse: {dataset: morse, patterns: [{kind: dense}]}\n")
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"key 'fig3a_morse' is given twice \(lines \d+ and \d+\)"):
+        read_yaml(path)
+
+
+def test_schema_type_error_names_the_key():
+    message = error_of(config(training={**config()["training"], "epochs": "ten"}))
+    assert message == "test.yaml: key 'training.epochs': 'ten' is not of type 'integer'"
+
+
+def test_unknown_key_lists_the_valid_keys():
+    cfg = config()
+    cfg["studies"]["fig3a_morse"]["patterns"][0]["fanout"] = [1, 1]
+    message = error_of(cfg)
+    assert "study 'fig3a_morse': key 'patterns[0]': unknown key(s) ['fanout']; valid keys:" in message
+    assert "'fanouts'" in message and "'splits'" in message
+
+
+def test_missing_training_setting_is_refused():
+    cfg = config()
+    del cfg["training"]["lr"]
+    assert "key 'training': 'lr' is a required property" in error_of(cfg)
+
+
+def test_net_must_fit_the_model_and_dataset():
+    cfg = config({"s": {**morse_study({"kind": "dense"}), "net": [784, 100, 64]}})
+    assert "study 's': patterns[0]: key 'net' [784, 100, 64] starts with 784 neurons, but model 'mlp' on morse takes [64]" \
+        in error_of(cfg)
+    cfg = config({"s": {**morse_study({"kind": "dense"}), "model": "cifar_conv"}})
+    assert "model 'cifar_conv' does not take morse; valid models for morse: ['mlp']" in error_of(cfg)
+    cfg = config({"s": {**morse_study({"kind": "dense"}), "net": [64, 256, 32]}})
+    assert "ends with 32 outputs, fewer than the 64 classes of morse" in error_of(cfg)
+
+
+def test_option_of_another_kind_is_refused():
+    message = error_of(config({"s": morse_study({"kind": "dense", "fanouts": [128, 8]})}))
+    assert "key 'fanouts' does not apply to kind 'dense'; dense takes no pattern options" in message
+
+
+def test_unknown_morse_variant_and_parameter():
+    cfg = config({"s": {**morse_study({"kind": "dense"}), "variant": "noisy"}})
+    assert "study 's': key 'variant': Morse variant 'noisy' is not one of ['baseline', 'difficult']" in error_of(cfg)
+    cfg = config()
+    cfg["data"]["morse"]["set"] = {"noise": 2}
+    assert "key 'data.morse': unknown Morse parameter 'noise'" in error_of(cfg)
+
+
+def test_csc_budget_below_the_sparsest_net_is_refused():
+    message = error_of(config({"s": morse_study({"kind": "csc", "compression": [8, 46]})}))
+    assert "study 's': patterns[0]: key 'compression' 46" in message and "choose a compression <= 24.4" in message
+
+
+def test_splits_that_no_fanouts_reach_are_refused():
+    message = error_of(config({"s": morse_study({"kind": "random", "splits": {"overall": 0.001}})}))
+    assert "key 'splits': no fan-outs of net [64, 1024, 64] give overall density 0.001" in message
+
+
+# ------------------------------------------------------------------------------------------ expansion
+def test_paper_config_has_every_split_of_fig3bc_and_every_table1_row():
+    plan = load_plan(REPO / "config.yaml")
+    studies = plan.config["studies"]
+    for study, overall, splits in (("fig3b_morse_split25", 0.25, 31), ("fig3c_morse_split50", 0.5, 63)):
+        runs = [r for r in plan.runs if r.study == study]
+        assert len(runs) == splits * len(studies[study]["seeds"])
+        assert {r.pattern.fanouts for r in runs} == set(valid_splits(MORSE, overall))
+        assert all(overall_density(MORSE, r.pattern.fanouts) == pytest.approx(overall) for r in runs)
+    from predsparse.report.studies import STUDIES
+
+    ours = {(STUDIES[r.study].paper_study, r.pattern.net, r.pattern.fanouts) for r in plan.runs if r.study in STUDIES}
+    table1 = resources.files("predsparse.report") / "paper_numbers.csv"
+    rows = [row for row in csv.DictReader(table1.open()) if row["source"] == "table1"]
+    assert rows
+    for row in rows:
+        key = (row["study"], tuple(map(int, row["net"].split("-"))), tuple(map(int, row["fanouts"].split("-"))))
+        assert key in ours, f"Table 1 configuration {key} is not in config.yaml"
+
+
+def test_every_preset_plans_and_names_its_deviations():
+    for preset in PRESETS:
+        plan = load_plan(REPO / preset)
+        assert plan.runs and plan.run_info()["deviations"], preset
+        assert len({(r.study, r.name) for r in plan.runs}) == len(plan.runs)
+        assert len({r.spec.run_id() for r in plan.runs}) == len(plan.runs)
+    smoke = load_plan(REPO / "config/smoke.yaml")
+    assert {"planned", "csc", "dense", "random"} <= {r.pattern.kind for r in smoke.runs}
+
+
+def test_split_count_keeps_both_ends_and_the_equal_split():
+    plan = Plan(config({"s": morse_study({"kind": "random", "splits": {"overall": 0.5, "count": 9}})}))
+    fanouts = [r.pattern.fanouts for r in plan.runs]
+    assert len(fanouts) == 9
+    assert fanouts[0] == (16, 63) and fanouts[-1] == (1008, 1) and (512, 32) in fanouts  # 1.6 %, 98 %, 50/50
+
+
+def test_runs_sharing_a_pattern_share_its_file():
+    plan = Plan(config({
+        "fig3a_morse": morse_study({"kind": "dense"}, {"kind": "random", "fanouts": [128, 8]}, seeds=(0, 1)),
+        "csc_morse": morse_study({"kind": "random", "fanouts": [128, 8]}, {"kind": "csc", "compression": 16},
+                                 seeds=(0,)),
+        "other": morse_study({"kind": "csc", "radices": "32,2/2,32"}, seeds=(3,)),
+    }))
+    by_name = {(r.study, r.name): r.pattern.pattern_id for r in plan.runs}
+    assert by_name["fig3a_morse", "random_fo128-8_s0"] == by_name["csc_morse", "random_fo128-8_s0"]
+    assert by_name["fig3a_morse", "random_fo128-8_s0"] != by_name["fig3a_morse", "random_fo128-8_s1"]
+    assert by_name["fig3a_morse", "dense_s0"] == by_name["fig3a_morse", "dense_s1"]  # no seed changes dense
+    assert by_name["csc_morse", "csc_x16_s0"] == by_name["other", "csc_r32.2-2.32_s3"]  # planned radices = given
+    assert len(plan.patterns) == 4 and len(plan.runs) == 7
+
+
+def test_pattern_id_is_stable():
+    # Changing this hash would rebuild and retrain every run of every existing results folder.
+    row = PatternRow("random", (64, 1024, 64), (128, 8), 0)
+    assert row.pattern_id == "random-dd029d484b97"
+    assert PatternRow("planned", (64, 1024, 64), (128, 8), 0, cluster="1:b=8").cli_args() == [
+        "--net", "64,1024,64", "--kind", "planned", "--seed", "0", "--fanouts", "128,8", "--cluster", "1:b=8"]
+
+
+def test_specs_follow_the_config():
+    cfg = config({"s": {**morse_study({"kind": "random", "fanouts": [128, 8]}), "training": {"lr": 0.1}},
+                  "t": {"dataset": "mnist", "model": "mlp", "net": [1024, 64, 16], "seeds": [2],
+                        "patterns": [{"kind": "planned", "fanouts": [1, 4], "cluster": "1:f=16"}]}},
+                 results_dir="somewhere/res", device="cuda")
+    plan = Plan(cfg)
+    morse, mnist = plan.runs
+    assert morse.spec.lr == 0.1 and morse.spec.epochs == 2 and morse.spec.optimizer == "sgd"
+    assert morse.spec.data == "resources/morse/baseline-10-2-2-s0.npz"
+    assert morse.spec.pattern == f"somewhere/res/patterns/{morse.pattern.pattern_id}.npz"
+    assert morse.spec.extra == {"method": "predefined", "pattern_id": morse.pattern.pattern_id, "compression": 8.0}
+    assert plan.tracking_uri in ("sqlite:///somewhere/res/mlflow.db", os.environ.get("MLFLOW_TRACKING_URI"))
+    assert morse.resources["gpu"] == 1 and morse.resources["threads"] == 1
+    assert mnist.spec.data == "resources/mnist/mnist_pad32.npz" and mnist.spec.variant is None
+    assert plan.data_args("resources/mnist/mnist_pad32.npz") == "mnist --layout pad32"
+    assert mnist.name == "planned_fo1-4_c1f16_s2" and mnist.spec.seed == 2
+    assert plan.metrics_path(mnist) == "somewhere/res/runs/t/planned_fo1-4_c1f16_s2/metrics.json"
+
+
+def test_write_specs_replaces_a_run_folder_of_an_earlier_definition(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plan = Plan(config())
+    run = plan.runs[0]
+    run_dir = Path(plan.run_dir(run))
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.json").write_text(json.dumps(run.spec.to_dict()))
+    (run_dir / "checkpoint.pt").write_bytes(b"same run")
+    plan.write_specs("log.txt")
+    assert (run_dir / "checkpoint.pt").read_bytes() == b"same run"  # same definition: resumable, kept
+    assert json.loads(Path(plan.spec_path(run)).read_text()) == run.spec.to_dict()
+
+    changed = Plan(config(training={**config()["training"], "lr": 0.2}))
+    assert changed.definition() != plan.definition()
+    changed.write_specs("log.txt")
+    assert not run_dir.exists()  # another definition: its checkpoint could not be resumed
+    assert "removed" in Path("log.txt").read_text()
+    assert Plan(config(device="cuda")).definition() != plan.definition() == Plan(config()).definition()
+
+
+def test_plan_cli_prints_the_table_and_fails_in_one_line(tmp_path, capsys):
+    assert main(["plan", str(REPO / "config/smoke.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["study", "run", "dataset"]
+    assert out.rstrip().endswith("6 runs in 4 studies, 6 pattern files")
+    assert main(["plan", str(REPO / "config/smoke.yaml"), "--json", "--study", "csc_morse"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in rows] == ["csc_r32.2-2.32_s0"] and rows[0]["compression"] == 16.0
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config({"s": morse_study({"kind": "random", "fanouts": [100, 8]})})))
+    assert main(["plan", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"predsparse plan: error: {bad}: study 's'")
+
+
+# ------------------------------------------------------------------------------------------ Snakemake
+def snakemake(workdir: Path, *args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREDSPARSE_DATA")}
+    return subprocess.run([str(SNAKEMAKE), "--snakefile", str(SNAKEFILE), "-d", str(workdir), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, **popen)
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts of a dry run's 'Job stats' table."""
+    lines = (result.stdout + result.stderr).split("Job stats:")[1].splitlines()
+    return {parts[0]: int(parts[1]) for parts in (line.split() for line in lines[3:]) if len(parts) == 2
+            and parts[1].isdigit()}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_dry_run_of_each_preset(preset, tmp_path):
+    result = snakemake(tmp_path, "-n", "--configfile", str(REPO / preset))
+    assert result.returncode == 0, result.stderr + result.stdout
+    jobs, plan = planned_jobs(result), load_plan(REPO / preset)
+    assert jobs["train"] == len(plan.runs) and jobs["specs"] == jobs["tracking_store"] == 1
+    assert jobs["pattern"] == jobs["scatter"] == len(plan.patterns)
+    assert jobs["aggregate"] == jobs["report"] == jobs["mlflow_sync"] == 1
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint", "--configfile", str(REPO / "config/smoke.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_invalid_config_stops_snakemake_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config({"s": morse_study({"kind": "planned", "fanouts": [128, 8],
+                                                            "cluster": "2:b=3"})})))
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "study 's': patterns[0]: key cluster '2:b=3'" in result.stdout + result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "resources").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
+                    reason="snakemake-executor-plugin-slurm is not installed")
+def test_slurm_profile_dry_run(tmp_path):
+    result = snakemake(tmp_path, "--profile", str(REPO / "workflow/profiles/slurm"), "-n", "--configfile",
+                       str(REPO / "config/smoke.yaml"), "--config", "device=cuda", cwd=REPO)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "gpu=1" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------ end to end
+E2E_VERBS = ("data", "pattern", "scatter", "train", "aggregate", "mlflow-sync", "report")
+
+
+def missing_verbs() -> list[str]:
+    missing = []
+    for verb in E2E_VERBS:
+        try:
+            importlib.import_module(f"predsparse.cli.{VERBS[verb]}")
+        except ModuleNotFoundError:
+            missing.append(verb)
+    return missing
+
+
+end_to_end = pytest.mark.skipif(bool(missing_verbs()),
+                                reason=f"needs the predsparse verbs {missing_verbs()}, not built yet")
+
+
+def smoke_config(folder: Path, name: str = "smoke.yaml", edit=None) -> Path:
+    """The smoke preset, optionally edited, written into `folder`."""
+    cfg = read_yaml(REPO / "config/smoke.yaml")
+    if edit:
+        edit(cfg)
+    path = folder / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def summary_ids(results: Path) -> list[str]:
+    with open(results / "summary.csv", newline="") as fh:
+        return sorted(row["run_id"] for row in csv.DictReader(fh))
+
+
+def mlflow_runs(results: Path) -> list:
+    """(client, run) of every MLflow run in the results folder's store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [(client, run) for run in client.search_runs(experiments, max_results=10000)]
+
+
+def epochs_logged(client, run) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_acc"))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke preset, run once with --cores 4; the folder it ran in."""
+    if missing_verbs():
+        pytest.skip(f"needs the predsparse verbs {missing_verbs()}, not built yet")
+    workdir = tmp_path_factory.mktemp("smoke")
+    result = snakemake(workdir, "--cores", "4", "--configfile", str(smoke_config(workdir)), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.slow
+@end_to_end
+def test_smoke_with_4_cores_logs_every_run_and_epoch(smoke_run):
+    plan = load_plan(REPO / "config/smoke.yaml")
+    results = smoke_run / plan.results_dir
+    expected = sorted(run.spec.run_id() for run in plan.runs)
+    assert summary_ids(results) == expected
+    assert (results / "report.md").stat().st_size > 0 and (results / "run_info.json").is_file()
+    runs = mlflow_runs(results)
+    assert sorted(run.data.tags["run_id"] for _, run in runs) == expected
+    for client, run in runs:
+        assert epochs_logged(client, run) == list(range(1, plan.runs[0].spec.epochs + 1)), run.info.run_name
+
+
+@pytest.mark.slow
+@end_to_end
+def test_adding_a_sweep_runs_only_the_new_runs(smoke_run):
+    def add(cfg):
+        cfg["studies"]["fig3a_morse"]["patterns"].append({"kind": "random", "fanouts": [[256, 16], [64, 4]]})
+
+    more = smoke_config(smoke_run, "more.yaml", add)
+    result = snakemake(smoke_run, "-n", "--printshellcmds", "--configfile", str(more))
+    assert result.returncode == 0, result.stderr
+    trained = sorted(line.split("--spec ")[1].split()[0] for line in (result.stdout + result.stderr).splitlines()
+                     if "predsparse train --spec" in line)
+    assert trained == ["results/smoke/specs/fig3a_morse/random_fo256-16_s0.json",
+                       "results/smoke/specs/fig3a_morse/random_fo64-4_s0.json"]
+
+
+@pytest.mark.slow
+@end_to_end
+def test_mlflow_ui_lists_the_smoke_runs(smoke_run):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = f"sqlite:///{smoke_run / 'results/smoke/mlflow.db'}"
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", store,
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api}/experiments/search?max_results=100", timeout=5) as reply:
+                    experiments = {e["name"]: e["experiment_id"] for e in json.load(reply)["experiments"]}
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the MLflow UI did not come up"
+                time.sleep(1)
+        plan = load_plan(REPO / "config/smoke.yaml")
+        assert {run.study for run in plan.runs} <= set(experiments)
+        query = json.dumps({"experiment_ids": list(experiments.values()), "max_results": 1000}).encode()
+        request = urllib.request.Request(f"{api}/runs/search", data=query, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            names = sorted(run["info"]["run_name"] for run in json.load(reply)["runs"])
+        assert names == sorted(run.name for run in plan.runs)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+@end_to_end
+def test_killed_pipeline_reruns_to_completion_without_duplicates(tmp_path):
+    epochs = 12
+
+    def longer(cfg):  # two runs, long enough to be killed mid-training
+        cfg["studies"] = {"fig3a_morse": cfg["studies"]["fig3a_morse"]}
+        cfg["training"]["epochs"] = epochs
+
+    path = smoke_config(tmp_path, edit=longer)
+    plan = load_plan(path)
+    results = tmp_path / plan.results_dir
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    pipeline = subprocess.Popen([str(SNAKEMAKE), "--snakefile", str(SNAKEFILE), "-d", str(tmp_path), "--cores", "2",
+                                 "--configfile", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
+    deadline = time.monotonic() + 300
+    while not list(results.glob("runs/*/*/history.csv")):  # a first epoch is checkpointed
+        assert pipeline.poll() is None and time.monotonic() < deadline, "training never started"
+        time.sleep(0.2)
+    os.killpg(pipeline.pid, signal.SIGKILL)  # Snakemake and its training jobs, mid-epoch
+    pipeline.wait(timeout=30)
+    started = {p.parent.name: len(p.read_text().splitlines()) - 1 for p in results.glob("runs/*/*/history.csv")}
+    assert started and not list(results.glob("runs/*/*/metrics.json"))
+
+    assert snakemake(tmp_path, "--unlock", "--configfile", str(path)).returncode == 0
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(path), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    expected = sorted(run.spec.run_id() for run in plan.runs)
+    assert summary_ids(results) == expected
+    for name, done in started.items():  # resumed from the checkpoint, not restarted
+        log = (results / "logs/train/fig3a_morse" / f"{name}.log").read_text()
+        assert f"epoch {done + 1}/{epochs}" in log and f"epoch 1/{epochs} " not in log, name
+    runs = mlflow_runs(results)
+    assert sorted(run.data.tags["run_id"] for _, run in runs) == expected
+    for client, run in runs:
+        assert epochs_logged(client, run) == list(range(1, epochs + 1)), run.info.run_name
+
+
+@pytest.mark.slow
+@end_to_end
+def test_a_failing_run_fails_alone_with_its_message(tmp_path):
+    def diverging(cfg):
+        ok = {**cfg["studies"]["fig3a_morse"], "patterns": [{"kind": "dense"}]}
+        cfg["studies"] = {"fig3a_morse": ok, "fig3c_morse_split50": {**ok, "training": {"lr": 1.0e30}}}
+
+    path = smoke_config(tmp_path, edit=diverging)
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(path), timeout=600)
+    assert result.returncode != 0
+    results = tmp_path / "results/smoke"
+    assert (results / "runs/fig3a_morse/dense_s0/metrics.json").is_file()
+    assert "non-finite" in (results / "logs/train/fig3c_morse_split50/dense_s0.log").read_text()
+    assert not (results / "runs/fig3c_morse_split50/dense_s0/metrics.json").exists()

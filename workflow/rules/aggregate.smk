@@ -1,0 +1,48 @@
+# Every run's metrics.json and history.csv -> results/summary.csv and results/history.csv (the only
+# inputs of figures and tables); MLflow brought up to date with the run folders (idempotent). Both are
+# local rules: quick, and the submitting machine reaches the MLflow tracking server.
+
+
+localrules:
+    aggregate,
+    mlflow_sync,
+
+
+rule aggregate:
+    input:
+        [PLAN.metrics_path(run) for run in PLAN.runs],
+    output:
+        summary=f"{RESULTS}/summary.csv",
+        history=f"{RESULTS}/history.csv",
+    params:
+        runs=lambda w: f"{RESULTS}/runs",
+    log:
+        f"{RESULTS}/logs/aggregate.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        SOFTWARE
+    shell:
+        "predsparse aggregate {params.runs} -o {output.summary} --history {output.history} > {log} 2>&1"
+
+
+rule mlflow_sync:
+    input:
+        [PLAN.metrics_path(run) for run in PLAN.runs],
+    output:
+        touch(f"{RESULTS}/mlflow_sync.done"),
+    params:
+        runs=lambda w: f"{RESULTS}/runs",
+        uri=PLAN.tracking_uri,
+    log:
+        f"{RESULTS}/logs/mlflow_sync.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        SOFTWARE
+    shell:
+        "predsparse mlflow-sync {params.runs} --tracking-uri {params.uri:q} > {log} 2>&1"

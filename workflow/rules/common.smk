@@ -1,0 +1,18 @@
+# Config -> run table. The config (from --configfile, else the repository's config.yaml, plus any
+# --config overrides) is checked against workflow/schemas/config.schema.yaml and semantically
+# (fan-outs, clustering, seeds, names) before any job starts; a mistake stops here with one message
+# naming the study, the key and the valid choices.
+import os
+
+from predsparse.pipeline import plan_for_snakemake
+
+PLAN = plan_for_snakemake(config, workflow.overwrite_configfiles)
+RESULTS = PLAN.results_dir
+RESOURCES = PLAN.resources_dir
+SOFTWARE = "../../environment.yml"
+
+
+wildcard_constraints:
+    study=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    pattern_id=r"[a-z]+-[0-9a-f]{12}",

@@ -1,0 +1,24 @@
+# Pattern files: one per distinct (net, fan-outs, kind, options, shapes, seed), shared by every run
+# that needs it (the file name is a hash of that definition; `predsparse plan` lists it per run).
+# A local rule: it takes about a second, less than a cluster job would wait in the queue.
+
+
+localrules:
+    pattern,
+
+
+rule pattern:
+    output:
+        f"{RESULTS}/patterns/{{pattern_id}}.npz",
+    params:
+        args=lambda w: PLAN.pattern_args(w.pattern_id),
+    log:
+        f"{RESULTS}/logs/patterns/{{pattern_id}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        SOFTWARE
+    shell:
+        "predsparse pattern {params.args} -o {output} > {log} 2>&1"
