@@ -29,7 +29,7 @@ from predsparse.pipeline import PatternRow, load_plan, read_yaml
 from predsparse.pipeline.plan import Plan
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "workflow" / "Snakefile"
+SNAKEFILE = REPO / "Snakefile"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 PRESETS = ("config.yaml", "config/morse.yaml", "config/smoke.yaml")
 MORSE = [64, 1024, 64]

@@ -9,7 +9,7 @@ from predsparse.pipeline import plan_for_snakemake
 PLAN = plan_for_snakemake(config, workflow.overwrite_configfiles)
 RESULTS = PLAN.results_dir
 RESOURCES = PLAN.resources_dir
-SOFTWARE = "../../environment.yml"
+SOFTWARE = "../../environment.yml"  # relative to this rules file
 
 
 wildcard_constraints:

@@ -1,17 +1,17 @@
 # Reproduces "Characterizing Sparse Connectivity Patterns in Neural Networks" (Dey et al.).
 #   snakemake --cores 2 --configfile config/morse.yaml   # every Morse study, on a laptop
 #   snakemake --cores 8                                  # the whole paper (config.yaml)
-# The config is checked and expanded into the run table in rules/common.smk (`predsparse plan CONFIG`
+# The config is checked and expanded into the run table in workflow/rules/common.smk (`predsparse plan CONFIG`
 # prints the same table); each rule is a thin call of the `predsparse` CLI.
 
 
-include: "rules/common.smk"
-include: "rules/data.smk"
-include: "rules/patterns.smk"
-include: "rules/scatter.smk"
-include: "rules/train.smk"
-include: "rules/aggregate.smk"
-include: "rules/report.smk"
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/patterns.smk"
+include: "workflow/rules/scatter.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
