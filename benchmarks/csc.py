@@ -19,8 +19,6 @@ scale, speed-up over dense on top).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import statistics
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from predsparse.io import atomic_path, atomic_write_text
+from predsparse.io import atomic_path, atomic_write_csv
 from predsparse.nn.csc import CSCLinear
 from predsparse.nn.sparse_linear import SparseLinear
 from predsparse.patterns.csc import csc_radices
@@ -98,14 +96,6 @@ def run(sizes: list[int], batch: int, repeats: int, devices: list[str]) -> list[
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -146,7 +136,7 @@ def main() -> None:
         parser.error("--device cuda: no CUDA GPU is available")
     rows = run([int(n) for n in args.sizes.split(",")], args.batch, args.repeats, devices[args.device])
     out = Path(args.out)
-    write_csv(rows, out / "csc.csv")
+    atomic_write_csv(out / "csc.csv", COLUMNS, rows)
     plot(rows, out / "csc.png")
     print(f"wrote {out / 'csc.csv'} and {out / 'csc.png'}")
 

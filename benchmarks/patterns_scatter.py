@@ -17,14 +17,12 @@ Writes results/benchmarks/patterns_scatter.csv and patterns_scatter.png (time vs
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from predsparse.io import atomic_path, atomic_write_text
+from predsparse.io import atomic_path, atomic_write_csv
 from predsparse.patterns import load_pattern
 from predsparse.patterns.generate import generate_pattern
 from predsparse.scatter import scatter_vector
@@ -98,14 +96,6 @@ def run(quick: bool, repeats: int) -> list[dict]:
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -143,7 +133,7 @@ def main() -> None:
         parser.error(f"--repeats {repeats}: must be at least 1")
     rows = run(args.quick, repeats)
     out = Path(args.out)
-    write_csv(rows, out / "patterns_scatter.csv")
+    atomic_write_csv(out / "patterns_scatter.csv", COLUMNS, rows)
     plot(rows, out / "patterns_scatter.png")
     print(f"wrote {out / 'patterns_scatter.csv'} and {out / 'patterns_scatter.png'}")
 

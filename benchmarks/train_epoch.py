@@ -16,15 +16,13 @@ Target: sparse epochs faster than dense at <= 12.5 % density.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from predsparse.io import atomic_path, atomic_write_text
+from predsparse.io import atomic_path, atomic_write_csv
 from predsparse.patterns import generate_pattern
 from predsparse.spec import RunSpec
 from predsparse.nn.models import build_model, count_parameters
@@ -95,11 +93,7 @@ def main() -> None:
             "repeats": args.repeats, "speedup_vs_dense": round(dense_best / min(times[label]), 2),
         })
     out = Path(args.out)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "train_epoch.csv", buf.getvalue())
+    atomic_write_csv(out / "train_epoch.csv", COLUMNS, rows)
     plot(rows, out / "train_epoch.png")
     for row in rows:
         print(f"{row['config']:>8}  {row['min_s']:8.3f} s (median {row['median_s']:.3f})  "

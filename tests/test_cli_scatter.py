@@ -9,25 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from predsparse.cli import main
+from cliutil import assert_one_line_error, cli
 from predsparse.patterns import Pattern, generate_pattern
 from predsparse.scatter import scatter_vector
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse errors and --help
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
 
 
 @pytest.fixture

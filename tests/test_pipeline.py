@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from predsparse.cli import VERBS, main
+from predsparse.cli import main
 from predsparse.density import overall_density, valid_splits
 from predsparse.errors import ConfigError
 from predsparse.pipeline import PatternRow, load_plan, read_yaml
@@ -332,23 +332,6 @@ def test_slurm_profile_dry_run(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ end to end
-E2E_VERBS = ("data", "pattern", "scatter", "train", "aggregate", "mlflow-sync", "report")
-
-
-def missing_verbs() -> list[str]:
-    missing = []
-    for verb in E2E_VERBS:
-        try:
-            importlib.import_module(f"predsparse.cli.{VERBS[verb]}")
-        except ModuleNotFoundError:
-            missing.append(verb)
-    return missing
-
-
-end_to_end = pytest.mark.skipif(bool(missing_verbs()),
-                                reason=f"needs the predsparse verbs {missing_verbs()}, not built yet")
-
-
 def smoke_config(folder: Path, name: str = "smoke.yaml", edit=None) -> Path:
     """The smoke preset, optionally edited, written into `folder`."""
     cfg = read_yaml(REPO / "config/smoke.yaml")
@@ -380,8 +363,6 @@ def epochs_logged(client, run) -> list[int]:
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     """The smoke preset, run once with --cores 4; the folder it ran in."""
-    if missing_verbs():
-        pytest.skip(f"needs the predsparse verbs {missing_verbs()}, not built yet")
     workdir = tmp_path_factory.mktemp("smoke")
     result = snakemake(workdir, "--cores", "4", "--configfile", str(smoke_config(workdir)), timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -389,7 +370,6 @@ def smoke_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@end_to_end
 def test_smoke_with_4_cores_logs_every_run_and_epoch(smoke_run):
     plan = load_plan(REPO / "config/smoke.yaml")
     results = smoke_run / plan.results_dir
@@ -403,7 +383,6 @@ def test_smoke_with_4_cores_logs_every_run_and_epoch(smoke_run):
 
 
 @pytest.mark.slow
-@end_to_end
 def test_adding_a_sweep_runs_only_the_new_runs(smoke_run):
     def add(cfg):
         cfg["studies"]["fig3a_morse"]["patterns"].append({"kind": "random", "fanouts": [[256, 16], [64, 4]]})
@@ -418,7 +397,6 @@ def test_adding_a_sweep_runs_only_the_new_runs(smoke_run):
 
 
 @pytest.mark.slow
-@end_to_end
 def test_mlflow_ui_lists_the_smoke_runs(smoke_run):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -452,7 +430,6 @@ def test_mlflow_ui_lists_the_smoke_runs(smoke_run):
 
 
 @pytest.mark.slow
-@end_to_end
 def test_killed_pipeline_reruns_to_completion_without_duplicates(tmp_path):
     epochs = 12
 
@@ -491,7 +468,6 @@ def test_killed_pipeline_reruns_to_completion_without_duplicates(tmp_path):
 
 
 @pytest.mark.slow
-@end_to_end
 def test_a_failing_run_fails_alone_with_its_message(tmp_path):
     def diverging(cfg):
         ok = {**cfg["studies"]["fig3a_morse"], "patterns": [{"kind": "dense"}]}

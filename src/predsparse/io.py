@@ -8,6 +8,7 @@ file where a later run would trust it.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -60,6 +61,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     """Write `obj` as sorted, indented JSON (stable bytes for equal content)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_csv(path: str | os.PathLike, columns, rows) -> None:
+    """Write dict rows as CSV with exactly `columns`, in that order ('\n' line ends: stable bytes)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:

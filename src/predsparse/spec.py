@@ -76,9 +76,9 @@ class RunSpec:
         spec.check(where)
         return spec
 
-    @classmethod
-    def load(cls, path: str | Path) -> "RunSpec":
-        """Read a JSON or YAML run spec."""
+    @staticmethod
+    def read_raw(path: str | Path) -> dict[str, Any]:
+        """The settings of a JSON or YAML run spec file, unvalidated (callers may fill defaults first)."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"run spec {path} does not exist")
@@ -92,7 +92,14 @@ class RunSpec:
                 raw = json.loads(text)
         except Exception as exc:  # malformed file of either kind
             raise ConfigError(f"run spec {path} cannot be parsed: {str(exc).splitlines()[0]}") from None
-        return cls.from_dict(raw, where=str(path))
+        if not isinstance(raw, dict):
+            raise ConfigError(f"run spec {path}: expected a mapping of run settings, got {type(raw).__name__}")
+        return raw
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunSpec":
+        """Read and validate a JSON or YAML run spec."""
+        return cls.from_dict(cls.read_raw(path), where=str(path))
 
     def check(self, where: str = "run spec") -> None:
         def choice(key, value, valid):

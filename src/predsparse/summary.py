@@ -23,6 +23,8 @@ SUMMARY_COLUMNS = (
     "overall_density",
     "weights",          # CL weights present
     "dense_weights",    # CL weights of the fully connected net
+    "conv_params",      # conv kernel weights and biases (0 for CL-only nets), counted on the model
+    "conv_ops",         # conv multiply-accumulates per sample, counted on the model
     "scatter_vector",   # ';'-separated S = [S1f, S1b, ..., Sf, Sb]
     "scatter",          # min of the vector
     "seed",

@@ -61,12 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
     sub.required = True
     for verb, module_name in VERBS.items():
-        try:
-            module = importlib.import_module(f"predsparse.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"predsparse.cli.{module_name}":
-                raise
-            continue  # verb not built yet in this checkout
+        module = importlib.import_module(f"predsparse.cli.{module_name}")
         verb_parser = sub.add_parser(verb, help=module.HELP, description=module.HELP)
         module.add_arguments(verb_parser)
         verb_parser.set_defaults(_run=module.run)

@@ -8,8 +8,6 @@ so rerunning is idempotent. Failed and unfinished runs are left out and listed o
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 
@@ -44,6 +42,8 @@ def summary_row(metrics: dict) -> dict:
         "overall_density": pattern["overall_density"],
         "weights": pattern["weights"],
         "dense_weights": pattern["dense_weights"],
+        "conv_params": metrics["model"]["params"]["conv"],
+        "conv_ops": metrics["model"]["macs"]["conv"],
         "scatter_vector": join_list(scatter["vector"]),
         "scatter": scatter["scatter"],
         "seed": spec["seed"],
@@ -56,14 +56,6 @@ def summary_row(metrics: dict) -> dict:
         "wall_time_s": metrics["wall_time_s"],
         "device": metrics["device"],
     }
-
-
-def _csv_text(columns, rows) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def collect(runs: str) -> tuple[list[dict], list[dict], list[str]]:
@@ -88,12 +80,12 @@ def collect(runs: str) -> tuple[list[dict], list[dict], list[str]]:
 
 
 def run(args) -> int:
-    from predsparse.io import atomic_write_text
+    from predsparse.io import atomic_write_csv
     from predsparse.summary import HISTORY_COLUMNS, SUMMARY_COLUMNS
 
     summary, history, notes = collect(args.runs)
-    atomic_write_text(args.output, _csv_text(SUMMARY_COLUMNS, summary))
-    atomic_write_text(args.history, _csv_text(HISTORY_COLUMNS, history))
+    atomic_write_csv(args.output, SUMMARY_COLUMNS, summary)
+    atomic_write_csv(args.history, HISTORY_COLUMNS, history)
     for note in notes:
         sys.stderr.write(f"predsparse aggregate: left out {note}\n")
     sys.stdout.write(f"{len(summary)} run(s) -> {args.output}, {len(history)} epoch row(s) -> {args.history}\n")

@@ -130,13 +130,13 @@ def _info(args) -> int:
 
 
 def _grow(args) -> int:
-    from predsparse.cli.train import _read_spec_file
     from predsparse.csc_growth import grow, run_trainer, write_growth
     from predsparse.errors import ConfigError
     from predsparse.patterns import load_pattern
+    from predsparse.spec import RunSpec
     from predsparse.train import resolve_spec, train_run
 
-    base = resolve_spec(_read_spec_file(args.spec), where=args.spec)
+    base = resolve_spec(RunSpec.read_raw(args.spec), where=args.spec)
     pattern = load_pattern(base.pattern)
     if pattern.kind == "csc":
         raise ConfigError(f"{args.spec}: --spec must be the dense run's spec, but its pattern {base.pattern} is a CSC pattern")

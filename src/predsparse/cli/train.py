@@ -40,31 +40,12 @@ def add_arguments(parser):
     quick.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///results/mlflow.db)")
 
 
-def _read_spec_file(path: str) -> dict:
-    from predsparse.errors import ConfigError
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"run spec {file} does not exist")
-    try:
-        if file.suffix in (".yaml", ".yml"):
-            import yaml
-
-            raw = yaml.safe_load(file.read_text())
-        else:
-            raw = json.loads(file.read_text())
-    except Exception as exc:  # malformed file of either kind
-        raise ConfigError(f"run spec {file} cannot be parsed: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"run spec {file}: expected a mapping of run settings, got {type(raw).__name__}")
-    return raw
-
-
 def run(args) -> int:
     from predsparse.errors import ConfigError
+    from predsparse.spec import RunSpec
     from predsparse.train import resolve_spec, train_run
 
-    raw = _read_spec_file(args.spec) if args.spec else {}
+    raw = RunSpec.read_raw(args.spec) if args.spec else {}
     raw.update({key: getattr(args, key) for key in _SPEC_FLAGS if getattr(args, key) is not None})
     if not args.spec:
         missing = [f"--{k}" for k in ("dataset", "data", "pattern") if k not in raw]

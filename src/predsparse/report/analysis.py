@@ -63,15 +63,15 @@ class Savings:
 
     @property
     def conv_params(self) -> float:
-        return 0.0 if self.dense.model == "mlp" else self.dense.conv_params
+        return self.dense.conv_params
 
     @property
     def conv_ops(self) -> float:
-        return 0.0 if self.dense.model == "mlp" else self.dense.conv_ops
+        return self.dense.conv_ops
 
     def _reduction(self, conv: float) -> float:
-        """(FC CL - sparse CL) / (conv + FC CL) in percent; NaN where the conv count is unknown."""
-        if self.sparse is None or math.isnan(conv):
+        """(FC CL - sparse CL) / (conv + FC CL) in percent; NaN where no sparse net matches dense."""
+        if self.sparse is None:
             return math.nan
         fc = self.dense.dense_weights
         return 100 * (fc - self.sparse.weights) / (conv + fc)

@@ -277,8 +277,12 @@ def _draw_compression(ax, panel, groups, history, comparisons):
         _errorbar(ax, x, [g.test for g in line], color=color, marker="o" if method == "csc" else "s",
                   label=names.get(method, method))
     ax.set_xscale("log")
-    ticks = sorted(set(round(x, 1) for x in xs))
-    ax.xaxis.set_major_locator(FixedLocator(ticks[:: max(1, math.ceil(len(ticks) / 7))]))
+    # Label each compression once, skipping values within 15 % of the last label (they would overlap).
+    ticks = []
+    for x in sorted(set(round(x, 1) for x in xs)):
+        if not ticks or x / ticks[-1] > 1.15:
+            ticks.append(x)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}x"))
     ax.set_xlabel("Compression of the CL weights (dense / sparse)")

@@ -20,13 +20,11 @@ from predsparse.summary import HISTORY_COLUMNS, SUMMARY_COLUMNS, split_list
 
 PAPER_COLUMNS = ("source", "study", "dataset", "net", "fanouts", "quantity", "value", "unit", "note")
 
-# Optional summary columns, used where present: the model's own conv counts (Table 2).
-OPTIONAL_NUMERIC = ("conv_params", "conv_ops")
-_INTEGER = ("weights", "dense_weights", "seed", "epochs", "best_val_epoch")
+_INTEGER = ("weights", "dense_weights", "conv_params", "conv_ops", "seed", "epochs", "best_val_epoch")
 _FLOAT = ("overall_density", "scatter", "best_val_acc", "val_acc_epoch1", "val_acc_epoch5", "test_acc",
           "wall_time_s")
 _REQUIRED_CELLS = ("study", "run_id", "method", "dataset", "net", "fanouts", "overall_density", "weights",
-                   "dense_weights", "seed", "epochs", "best_val_acc")
+                   "dense_weights", "conv_params", "conv_ops", "seed", "epochs", "best_val_acc")
 _LISTS = {"net": int, "fanouts": int, "junction_densities": float, "scatter_vector": float}
 
 # The keys of the pipeline's run_info.json the report reads, and their types (others are ignored).
@@ -80,9 +78,6 @@ def load_summary(path) -> pd.DataFrame:
             raise ReportError(f"{path}, row {empty[0] + 2}: column '{column}' is empty")
     for column in _INTEGER + _FLOAT:
         frame[column] = _numbers(frame, column, path, column in _INTEGER)
-    for column in OPTIONAL_NUMERIC:
-        if column in frame.columns:
-            frame[column] = _numbers(frame, column, path, False)
     for column, cast in _LISTS.items():
         def parse(row, cell, column=column, cast=cast):
             try:
@@ -209,8 +204,8 @@ def group_runs(summary: pd.DataFrame) -> list[Group]:
             epochs=int(runs["epochs"].max()),
             best_val=Stat.of(runs["best_val_acc"]),
             test=Stat.of(runs["test_acc"]),
-            conv_params=float(first["conv_params"]) if "conv_params" in runs else math.nan,
-            conv_ops=float(first["conv_ops"]) if "conv_ops" in runs else math.nan,
+            conv_params=float(first["conv_params"]),
+            conv_ops=float(first["conv_ops"]),
         ))
     order = {name: i for i, name in enumerate(dict.fromkeys(summary["study"]))}
     return sorted(groups, key=lambda g: order[g.study])

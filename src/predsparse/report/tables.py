@@ -92,13 +92,17 @@ def results_table(groups: list[Group]) -> Table:
 
 def table1(groups: list[Group]) -> Table | None:
     """Table 1 from our runs: studies of accuracy vs epochs or density, pre-defined sparse and dense."""
-    seen, rows = set(), []
+    seen, keyed = set(), []
+    studies = list(dict.fromkeys(g.study for g in groups))
     for g in groups:
         key = (g.study, g.net, g.fanouts)
         if g.method in PAPER_METHODS and is_table_study(g.study) and key not in seen:
             seen.add(key)
-            rows.append((_net_name(g), net_label(g.fanouts), percents(g.junction_densities),
-                         f"{100 * g.weights / g.dense_weights:.3g}", f"{g.weights:,}", f"{g.dense_weights:,}"))
+            row = (_net_name(g), net_label(g.fanouts), percents(g.junction_densities),
+                   f"{100 * g.weights / g.dense_weights:.3g}", f"{g.weights:,}", f"{g.dense_weights:,}")
+            keyed.append(((studies.index(g.study), g.net, g.weights), row))
+    # By study and net, then from the sparsest to the densest, as the paper lists them.
+    rows = [row for _, row in sorted(keyed, key=lambda item: item[0])]
     if not rows:
         return None
     return Table("table1", "Table 1 - Densities of our sparse networks (from the runs' own counts)",
@@ -124,7 +128,7 @@ def table2(groups: list[Group]) -> Table | None:
                  tuple(rows), "lrrrrrrr",
                  note=f"Sparse CL params: the sparsest net whose best validation accuracy is within {NO_LOSS_PP:g} "
                       "percentage point of the FC net's. CL ops = CL weights (one multiply-accumulate per weight). "
-                      "n/a: the conv counts are not in the summary.")
+                      "n/a: no sparse net is within that margin.")
 
 
 def ours_vs_paper_table(comparisons: list[Comparison]) -> Table | None:
