@@ -24,8 +24,8 @@ runs the three products on a `Backend` chosen by `backend_for`:
 - Dense blocks, at densities fi / N_i from DENSE_DISPATCH_DENSITY up: BLAS products with blocks of
   rows of the scattered N_{i+1} x N_i weight matrix. Gathers reach only about a third of dense BLAS's
   throughput per multiply-add, so from a density of about 0.4 (measured) the dense products are faster
-  despite their 1/density times more work. Blocks of 1/16 of the matrix keep the step's memory below
-  nn.Linear's.
+  despite their 1/density times more work. They read x and grad_y in any layout (no transposes), and
+  blocks of 1/16 of the matrix keep the step's memory below nn.Linear's up to a density of about 3/4.
 
 Layout: the gathers read feature-major (N, B) tensors, whose gathered rows are contiguous runs of the
 batch. The output is returned as the (B, N_{i+1}) transpose of such a tensor, and an input that already is
@@ -46,11 +46,16 @@ from torch.autograd.function import once_differentiable
 
 
 class Backend(NamedTuple):
-    """The three products of a step. Feature-major (N, B) tensors are contiguous; x is batch-major (B, N_i)."""
+    """The three products of a step on feature-major (N, B) tensors (x alone is batch-major, (B, N_i)).
+
+    `contiguous`: whether the feature-major inputs must be contiguous (gathers read their rows) or may be
+    any view (BLAS takes transposed operands as they are, so the dense path never transposes).
+    """
 
     forward: Callable[..., torch.Tensor]  # (x_t, weight, fan_in_index) -> y_t
     input_grad: Callable[..., torch.Tensor]  # (grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position) -> grad_x_t
     weight_grad: Callable[..., torch.Tensor]  # (grad_y_t, x, fan_in_index) -> grad_w
+    contiguous: bool = True
 
 
 def gather_backend(gather_reduce: Callable, connection_dots: Callable) -> Backend:
@@ -124,7 +129,7 @@ def _dense_weight_grad(grad_y_t: torch.Tensor, x: torch.Tensor, fan_in_index: to
 
 
 CPU_BACKEND = gather_backend(_cpu_gather_reduce, _cpu_connection_dots)
-DENSE_BACKEND = Backend(_dense_forward, _dense_input_grad, _dense_weight_grad)
+DENSE_BACKEND = Backend(_dense_forward, _dense_input_grad, _dense_weight_grad, contiguous=False)
 _triton_backend: Backend | None = None
 
 # Density fi / N_i from which a step runs on DENSE_BACKEND, per device type: where
@@ -147,9 +152,9 @@ def backend_for(x: torch.Tensor, density: float) -> Backend:
     return _triton_backend
 
 
-def _feature_major(x: torch.Tensor) -> torch.Tensor:
-    """(B, N) -> contiguous (N, B); free when x is already the transpose of a contiguous tensor."""
-    return x.t().contiguous()
+def _feature_major(x: torch.Tensor, backend: Backend) -> torch.Tensor:
+    """(B, N) -> (N, B), made contiguous if the backend needs it (free when x already is a transpose)."""
+    return x.t().contiguous() if backend.contiguous else x.t()
 
 
 class SparseLinearFunction(torch.autograd.Function):
@@ -157,7 +162,7 @@ class SparseLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, fan_in_index, fan_out_right, fan_out_position, backend: Backend):
-        x_t = _feature_major(x)
+        x_t = _feature_major(x, backend)
         y_t = backend.forward(x_t, weight, fan_in_index)
         if bias is not None:
             y_t.add_(bias[:, None])
@@ -174,7 +179,7 @@ class SparseLinearFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_y):
         x, weight, fan_in_index, fan_out_right, fan_out_position = ctx.saved_tensors
-        grad_y_t = _feature_major(grad_y)
+        grad_y_t = _feature_major(grad_y, ctx.backend)
         grad_x = grad_w = grad_b = None
         # The input gradient first: a gather backend's transposed copy of the weights is freed before
         # grad_w exists.
