@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from predsparse.io import atomic_path, atomic_write_csv
+from predsparse.io import atomic_savefig, atomic_write_csv
 from predsparse.nn.csc import CSCLinear
 from predsparse.nn.sparse_linear import SparseLinear
 from predsparse.patterns.csc import csc_radices
@@ -118,8 +118,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.suptitle("CSC layers (reconstruction from the abstract) vs dense and random sparse of equal weights",
                  fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
 
 

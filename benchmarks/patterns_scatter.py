@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from predsparse.io import atomic_path, atomic_write_csv
+from predsparse.io import atomic_savefig, atomic_write_csv
 from predsparse.patterns import load_pattern
 from predsparse.patterns.generate import generate_pattern
 from predsparse.scatter import scatter_vector
@@ -117,8 +117,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.legend(fontsize=6, loc="upper left")
     axes[0].set_ylabel("seconds (median)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from predsparse.io import atomic_path
+from predsparse.io import atomic_path, atomic_savefig
 from predsparse.nn import MaskedLinear, SparseLinear, functional
 from predsparse.patterns import generate_pattern, valid_fanouts
 
@@ -272,8 +272,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     first = table.iloc[0]
     fig.suptitle(f"SparseLinear on {first.device} ({first.threads} threads, {first.dtype}, {first.layout}, {first.clock})")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from predsparse.io import atomic_path, atomic_write_csv
+from predsparse.io import atomic_savefig, atomic_write_csv
 from predsparse.patterns import generate_pattern
 from predsparse.spec import RunSpec
 from predsparse.nn.models import build_model, count_parameters
@@ -115,8 +115,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set(xlabel="CL density", ylabel="epoch time (s)",
            title=f"Morse (64, 1024, 64), {rows[0]['samples']} samples, {rows[0]['device']}")
     ax.legend(fontsize=8)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    atomic_savefig(fig, path)
 
 
 if __name__ == "__main__":

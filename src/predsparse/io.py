@@ -72,6 +72,12 @@ def atomic_write_csv(path: str | os.PathLike, columns, rows) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def atomic_savefig(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
+    """Save a matplotlib figure atomically, in the format its file name ends with (.png, .pdf; PNG if none)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
+
+
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """Serialise arrays to .npz bytes that depend only on the arrays (names sorted, fixed timestamps)."""
     buf = io.BytesIO()

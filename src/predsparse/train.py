@@ -35,7 +35,7 @@ from predsparse import rundir
 from predsparse.errors import ConfigError, DatasetError, TrainingError
 from predsparse.data import load_arrays
 from predsparse.density import pattern_density
-from predsparse.io import atomic_path, atomic_write_json
+from predsparse.io import atomic_path, atomic_savefig, atomic_write_json
 from predsparse.nn.models import PatternNet, build_model, count_macs, count_parameters
 from predsparse.patterns import Pattern, load_pattern
 from predsparse.scatter import scatter_vector
@@ -286,8 +286,7 @@ def write_curves(history: list[dict], path: Path) -> None:
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (real classes)")
     ax_acc.legend()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    atomic_savefig(fig, path)
 
 
 def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:

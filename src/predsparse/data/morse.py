@@ -292,7 +292,7 @@ def plot_examples(arrays: Mapping[str, np.ndarray], path: str | Path, title: str
     """A PNG with the first training sample of every class, one row each, labelled symbol and code."""
     from matplotlib.figure import Figure  # the object API: no pyplot, no global backend change
 
-    from predsparse.io import atomic_path
+    from predsparse.io import atomic_savefig
 
     book = load_codebook()
     classes, first = np.unique(arrays["ytr"], return_index=True)
@@ -304,8 +304,7 @@ def plot_examples(arrays: Mapping[str, np.ndarray], path: str | Path, title: str
     ax.set_xlabel("position in frame")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    atomic_savefig(fig, path, dpi=110)
 
 
 def save(path: str | Path, variant: str = "baseline", overrides: Mapping[str, object] | None = None,
