@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from predsparse.errors import PatternError, PredsparseError
+from predsparse.density import dense_junction_weights
 from predsparse.patterns.csc import CSCLayer, csc_layers, csc_radices, format_radices
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def budget_weights(net: Sequence[int], compression: float) -> int:
     """floor(dense weights / compression): the most weights a CSC net of compression x may have."""
     if isinstance(compression, bool) or not isinstance(compression, (int, float)) or not compression >= 1:
         raise PatternError(f"compression must be a number >= 1 (dense = 1), got {compression!r}")
-    dense = sum(a * b for a, b in zip(net[:-1], net[1:]))
+    dense = sum(dense_junction_weights(net))
     return math.floor(dense / compression)
 
 
@@ -235,17 +236,10 @@ def grow(
 
 def write_growth(growth: Growth, path: str | Path) -> None:
     """Atomically write the growth rows as CSV (`GROWTH_COLUMNS`, plus stop_reason on every row)."""
-    import csv
-    import io
+    from predsparse.io import atomic_write_csv
 
-    from predsparse.io import atomic_write_text
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=(*GROWTH_COLUMNS, "stop_reason"), lineterminator="\n")
-    writer.writeheader()
-    for row in growth.rows:
-        writer.writerow({**row, "stop_reason": growth.stop_reason})
-    atomic_write_text(path, buf.getvalue())
+    rows = ({**row, "stop_reason": growth.stop_reason} for row in growth.rows)
+    atomic_write_csv(path, (*GROWTH_COLUMNS, "stop_reason"), rows)
 
 
 def run_trainer(base: "RunSpec", out_root: str | Path, compression: float, track: bool = True):

@@ -67,10 +67,14 @@ def junction_densities(net: Sequence[int], fanouts: Sequence[int]) -> tuple[floa
     return tuple(fo / n_right for fo, n_right in zip(fanouts, net[1:]))
 
 
+def dense_junction_weights(net: Sequence[int]) -> tuple[int, ...]:
+    """N_i N_{i+1} for every junction: the weights of the fully connected net."""
+    return tuple(a * b for a, b in zip(net[:-1], net[1:]))
+
+
 def overall_density(net: Sequence[int], fanouts: Sequence[int]) -> float:
     """sum_i W_i / sum_i N_i N_{i+1}."""
-    net, fanouts = check_net(net, fanouts)
-    return sum(junction_weights(net, fanouts)) / sum(a * b for a, b in zip(net[:-1], net[1:]))
+    return sum(junction_weights(net, fanouts)) / sum(dense_junction_weights(net))
 
 
 def _density(net, fanouts, weights, other_params: int, other_ops: int, totals: tuple[int, int] | None = None) -> Density:
@@ -78,7 +82,7 @@ def _density(net, fanouts, weights, other_params: int, other_ops: int, totals: t
     for name, value in (("other_params", other_params), ("other_ops", other_ops)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise PatternError(f"{name} {value!r} must be a whole number >= 0")
-    dense = tuple(a * b for a, b in zip(net[:-1], net[1:]))
+    dense = dense_junction_weights(net)
     total, dense_total = totals or (sum(weights), sum(dense))
     saved = dense_total - total
     return Density(
@@ -130,7 +134,7 @@ def valid_splits(net: Sequence[int], overall: float, tol: float = 0.0) -> list[t
         raise PatternError(f"overall density {overall} must be in (0, 1] (a fraction, e.g. 0.25 for 25%)")
     if not tol >= 0.0:
         raise PatternError(f"tolerance {tol} must be >= 0 (a fraction of density, e.g. 0.01)")
-    dense_total = sum(a * b for a, b in zip(net[:-1], net[1:]))
+    dense_total = sum(dense_junction_weights(net))
     # Integer weight bounds; the slack absorbs float rounding of overall * dense_total.
     low = int(np.ceil((overall - tol) * dense_total - 1e-9 * dense_total))
     high = int(np.floor((overall + tol) * dense_total + 1e-9 * dense_total))
@@ -159,7 +163,7 @@ def valid_splits(net: Sequence[int], overall: float, tol: float = 0.0) -> list[t
 def nearest_split(net: Sequence[int], overall: float) -> tuple[int, ...]:
     """The valid fan-out combination whose overall density is closest to `overall` (ties: lower)."""
     net, _ = check_net(net)
-    tol = 1.0 / sum(a * b for a, b in zip(net[:-1], net[1:]))
+    tol = 1.0 / sum(dense_junction_weights(net))
     while not (splits := valid_splits(net, overall, tol)):
         tol *= 2  # reaches every combination once tol >= 1
     return min(splits, key=lambda split: (abs(overall_density(net, split) - overall), overall_density(net, split)))

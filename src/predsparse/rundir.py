@@ -14,12 +14,11 @@ that MLflow mirrors. Light on imports (no torch, no pandas) so readers stay fast
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
 from predsparse.errors import ConfigError
-from predsparse.io import atomic_write_text
+from predsparse.io import atomic_write_csv
 from predsparse.summary import HISTORY_COLUMNS
 
 SPEC = "spec.json"
@@ -32,11 +31,7 @@ FAILURE = "failure.json"
 
 def write_history(path: str | Path, rows: list[dict]) -> None:
     """Atomically write per-epoch rows (dicts with at least HISTORY_COLUMNS) as CSV."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, HISTORY_COLUMNS, ({key: row[key] for key in HISTORY_COLUMNS} for row in rows))
 
 
 def read_history(path: str | Path) -> list[dict]:

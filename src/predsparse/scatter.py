@@ -144,7 +144,6 @@ class Windows:
     ids: np.ndarray
     count: int
     ideal: int
-    grid: tuple[int, ...]
 
     @property
     def size(self) -> int:
@@ -156,8 +155,7 @@ def layer_windows(pattern: Pattern, layer: int, fan: int) -> Windows:
     n_neurons = pattern.net[layer]
     count, ideal = window_count(n_neurons, fan)
     shape = _layer_shape(pattern, layer)
-    grid = window_grid(shape, count)
-    return Windows(window_ids(shape, grid), count, ideal, grid)
+    return Windows(window_ids(shape, window_grid(shape, count)), count, ideal)
 
 
 def _layer_shape(pattern: Pattern, layer: int) -> tuple[int, ...]:
@@ -171,7 +169,7 @@ def _layer_shape(pattern: Pattern, layer: int) -> tuple[int, ...]:
 
 def _singletons(n_neurons: int) -> Windows:
     """Every neuron its own group: the opposite side of a window adjacency matrix."""
-    return Windows(np.arange(n_neurons, dtype=np.int64), n_neurons, 1, (n_neurons,))
+    return Windows(np.arange(n_neurons, dtype=np.int64), n_neurons, 1)
 
 
 class _Junctions:

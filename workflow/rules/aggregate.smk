@@ -10,7 +10,7 @@ localrules:
 
 rule aggregate:
     input:
-        [PLAN.metrics_path(run) for run in PLAN.runs],
+        RUN_METRICS,
     output:
         summary=f"{RESULTS}/summary.csv",
         history=f"{RESULTS}/history.csv",
@@ -30,7 +30,7 @@ rule aggregate:
 
 rule mlflow_sync:
     input:
-        [PLAN.metrics_path(run) for run in PLAN.runs],
+        RUN_METRICS,
     output:
         touch(f"{RESULTS}/mlflow_sync.done"),
     params:

@@ -8,6 +8,8 @@ from predsparse.pipeline import plan_for_snakemake
 
 PLAN = plan_for_snakemake(config, workflow.overwrite_configfiles)
 RESULTS = PLAN.results_dir
+# Every run's metrics.json: what aggregation and MLflow sync wait for.
+RUN_METRICS = [PLAN.metrics_path(run) for run in PLAN.runs]
 RESOURCES = PLAN.resources_dir
 SOFTWARE = "../../environment.yml"  # relative to this rules file
 

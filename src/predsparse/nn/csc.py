@@ -36,7 +36,7 @@ from torch import nn
 
 from predsparse.errors import ConfigError
 from predsparse.nn.sparse_linear import SparseLinear
-from predsparse.patterns import Pattern, load_pattern
+from predsparse.patterns import Pattern, as_pattern
 from predsparse.patterns.csc import CSCLayer, csc_layers_from_pattern
 
 ACTIVATIONS = (None, "relu")
@@ -119,6 +119,6 @@ def csc_linear_layers(path_or_pattern: Pattern | str | os.PathLike, activation: 
     takes logits from the last. The support layers of layer i are `layers[i].support`, in the order of
     the pattern's junctions; a pattern whose junctions are not the cyclic ones of its meta is refused.
     """
-    pattern = path_or_pattern if isinstance(path_or_pattern, Pattern) else load_pattern(path_or_pattern)
+    pattern = as_pattern(path_or_pattern)
     return [CSCLinear(layer.n_in, layer.n_out, layer.radices, activation, bias)
             for layer in csc_layers_from_pattern(pattern)]

@@ -23,17 +23,13 @@ from torch import nn
 
 from predsparse.errors import PatternError
 from predsparse.nn.functional import sparse_linear
-from predsparse.patterns.format import Pattern, fan_out_index, load_pattern, validate_junction
+from predsparse.patterns.format import Pattern, as_pattern, fan_out_index, validate_junction
 
 __all__ = ["SparseLinear", "MaskedLinear", "layers_from_pattern"]
 
 
-def _as_pattern(path_or_pattern: Pattern | str | os.PathLike) -> Pattern:
-    return path_or_pattern if isinstance(path_or_pattern, Pattern) else load_pattern(path_or_pattern)
-
-
 def _pattern_with_junction(path_or_pattern: Pattern | str | os.PathLike, junction: int) -> Pattern:
-    pattern = _as_pattern(path_or_pattern)
+    pattern = as_pattern(path_or_pattern)
     if not 0 <= junction < pattern.num_junctions:
         raise PatternError(
             f"junction {junction} does not exist: net {list(pattern.net)} has junctions 0..{pattern.num_junctions - 1}"
@@ -257,7 +253,7 @@ def layers_from_pattern(path_or_pattern: Pattern | str | os.PathLike, bias: bool
       than any gather at density 1 (see `predsparse.nn.functional` for the measured crossover);
     - unstructured (no fixed fan-in): `MaskedLinear`.
     """
-    pattern = _as_pattern(path_or_pattern)
+    pattern = as_pattern(path_or_pattern)
     layers: list[nn.Module] = []
     for i in range(pattern.num_junctions):
         n_left, n_right = pattern.net[i], pattern.net[i + 1]

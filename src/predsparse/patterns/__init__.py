@@ -2,6 +2,7 @@
 
 from predsparse.patterns.format import (
     Pattern,
+    as_pattern,
     check_net,
     fan_out_index,
     fanins,
@@ -15,6 +16,7 @@ from predsparse.patterns.generate import KINDS, generate_pattern
 __all__ = [
     "KINDS",
     "Pattern",
+    "as_pattern",
     "check_net",
     "fan_out_index",
     "fanins",

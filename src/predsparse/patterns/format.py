@@ -231,6 +231,11 @@ def _validate_free_junction(idx: np.ndarray, ptr: np.ndarray, n_left: int, n_rig
         raise PatternError(f"{where}: a row has repeated or unsorted entries")
 
 
+def as_pattern(path_or_pattern: Pattern | str | os.PathLike) -> Pattern:
+    """The pattern itself, or the validated pattern loaded from a file path."""
+    return path_or_pattern if isinstance(path_or_pattern, Pattern) else load_pattern(path_or_pattern)
+
+
 def load_pattern(path: str | os.PathLike) -> Pattern:
     """Load and fully validate a pattern file; any problem raises PatternError naming it."""
     path = Path(path)
