@@ -13,7 +13,7 @@ from predsparse.errors import PatternError
 from predsparse.nn import MaskedLinear, SparseLinear, layers_from_pattern
 from predsparse.nn import functional
 from predsparse.nn.functional import sparse_linear
-from predsparse.patterns import generate_pattern, valid_fanouts
+from predsparse.patterns import Pattern, generate_pattern, valid_fanouts
 
 
 def random_layer(n_in, n_out, fo, seed=0, bias=True, dtype=torch.float32):
@@ -277,3 +277,64 @@ def test_masked_linear_errors():
         MaskedLinear(4, 3, torch.ones(4, 3))
     with pytest.raises(PatternError, match="0/1"):
         MaskedLinear(4, 3, torch.full((3, 4), 2))
+
+
+def free_fan_out_index(n_in, n_out, fi, seed=0):
+    """A fan-in index with fi per row whose fan-outs differ (some left neurons unused), as pruning leaves."""
+    rng = np.random.default_rng(seed)
+    index = np.stack([np.sort(rng.choice(n_in, fi, replace=False)) for _ in range(n_out)])
+    counts = np.bincount(index.ravel(), minlength=n_in)
+    assert counts.min() != counts.max()
+    return index
+
+
+@pytest.mark.parametrize("n_in, n_out, fi, batch", [(24, 16, 3, 5), (10, 40, 2, 3), (30, 6, 29, 4)])
+def test_free_fan_outs_match_masked_dense_reference(cpu_path, n_in, n_out, fi, batch):
+    torch.manual_seed(0)
+    layer = SparseLinear(n_in, n_out, free_fan_out_index(n_in, n_out, fi), fixed_fan_out=False)
+    assert layer.fan_out_right.shape[1] == np.bincount(layer.fan_in_index.numpy().ravel(), minlength=n_in).max()
+    assert_same_step(layer, torch.randn(batch, n_in))
+
+
+def test_free_fan_outs_are_refused_unless_asked_for():
+    index = free_fan_out_index(24, 16, 3)
+    with pytest.raises(PatternError, match="fan-out"):
+        SparseLinear(24, 16, index)
+    layer = SparseLinear(24, 16, index, fixed_fan_out=False)
+    assert "(mean)" in repr(layer) and layer.fan_out == 2
+
+
+def test_rewire_keeps_fan_in_and_weights_and_refuses_another_fan_in():
+    layer = random_layer(24, 16, 2)  # fi = 3
+    weight = layer.weight.detach().clone()
+    index = free_fan_out_index(24, 16, 3, seed=1)
+    layer.rewire(index)
+    assert not layer.fixed_fan_out and torch.equal(layer.fan_in_index, torch.from_numpy(index).int())
+    assert torch.equal(layer.weight, weight)
+    assert_same_step(layer, torch.randn(4, 24))
+    with pytest.raises(PatternError, match="fan-in fi cannot change"):
+        layer.rewire(free_fan_out_index(24, 16, 4))
+    with pytest.raises(PatternError, match="not strictly increasing"):
+        layer.rewire(np.zeros((16, 3), dtype=np.int64))
+
+
+def test_state_dict_of_a_rewired_layer_loads_into_a_free_layer():
+    layer = random_layer(24, 16, 2)
+    layer.rewire(free_fan_out_index(24, 16, 3, seed=2))
+    twin = SparseLinear(24, 16, free_fan_out_index(24, 16, 3, seed=3), fixed_fan_out=False)
+    twin.load_state_dict(layer.state_dict())
+    x = torch.randn(3, 24)
+    torch.testing.assert_close(twin(x), layer(x))
+    with pytest.raises(PatternError, match="fan-out"):
+        random_layer(24, 16, 2).load_state_dict(layer.state_dict())
+
+
+def test_layers_from_pattern_runs_constant_fan_in_csr_on_sparse_linear():
+    index = free_fan_out_index(24, 16, 3)
+    pattern = Pattern((24, 16), (2,), (index.reshape(-1).astype(np.int32),), "random",
+                      (np.arange(0, 49, 3, dtype=np.int64),))
+    (layer,) = layers_from_pattern(pattern)
+    assert isinstance(layer, SparseLinear) and not layer.fixed_fan_out
+    assert torch.equal(layer.fan_in_index, torch.from_numpy(index).int())
+    (masked,) = layers_from_pattern(pattern, masked=True)
+    assert isinstance(masked, MaskedLinear) and masked.mask.sum() == 48

@@ -135,3 +135,24 @@ def test_autograd_function_on_triton_backend_matches_cpu_backend(kernels):
         results.append([t.detach().cpu() for t in (y, xi.grad, w.grad, b.grad)])
     for got, want in zip(*results):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@kernel_test
+def test_free_fan_outs_on_triton_backend_match_cpu_backend(kernels):
+    # A pruned or rewired junction: fi = 3 on every row, fan-outs from 0 up (padded fan-out index).
+    index = torch.stack([torch.randperm(24, generator=torch.Generator().manual_seed(r))[:3].sort().values
+                         for r in range(12)])
+    layer = SparseLinear(24, 12, index, fixed_fan_out=False)
+    assert layer.fan_out_position.numel() > layer.weight.numel()
+    triton_backend = gather_backend(kernels.gather_reduce, kernels.connection_dots)
+    x, grad_y = torch.randn(5, 24), torch.randn(5, 12)
+    results = []
+    for backend, device in ((triton_backend, DEVICE), (CPU_BACKEND, "cpu")):
+        on = layer.to(device)
+        xi = x.to(device).requires_grad_()
+        w = on.weight.detach().clone().requires_grad_()
+        y = SparseLinearFunction.apply(xi, w, None, on.fan_in_index, on.fan_out_right, on.fan_out_position, backend)
+        y.backward(grad_y.to(device))
+        results.append([t.detach().cpu() for t in (y, xi.grad, w.grad)])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -7,6 +7,7 @@ that MLflow mirrors. Light on imports (no torch, no pandas) so readers stay fast
 - `checkpoint.pt`: state after the last finished epoch (model, optimizer, RNG states, history, best model);
 - `history.csv`: one row per finished epoch, columns `predsparse.summary.HISTORY_COLUMNS`;
 - `curves.png`: loss and accuracy per epoch;
+- `final_pattern.npz`: the connections trained, for a method that changes them (pruning, SET, RigL);
 - `metrics.json`: written last, only by a run that finished: the run's figures (see `predsparse.train`);
 - `failure.json`: instead of `metrics.json` when the run stopped on an error (e.g. a non-finite loss).
 """
@@ -26,6 +27,7 @@ CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.csv"
 CURVES = "curves.png"
 METRICS = "metrics.json"
+FINAL_PATTERN = "final_pattern.npz"
 FAILURE = "failure.json"
 
 

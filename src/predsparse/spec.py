@@ -43,6 +43,8 @@ class RunSpec:
     batch_size: int = 256
     epochs: int = 30
     device: str = "auto"
+    # How the connections come about (predsparse.methods.options): {} = fixed before training (pre-defined).
+    method: dict = field(default_factory=dict)
     tracking_uri: str | None = None  # None: sqlite:///results/mlflow.db, or MLFLOW_TRACKING_URI
     extra: dict = field(default_factory=dict)  # free-form tags (e.g. method, compression) logged as params
 
@@ -52,6 +54,8 @@ class RunSpec:
     def run_id(self) -> str:
         """Stable id of the run: a hash of everything that defines it except where it is tracked."""
         payload = {k: v for k, v in self.to_dict().items() if k not in ("tracking_uri", "device")}
+        if not payload["method"]:  # runs of fixed connections keep the ids they had before methods existed
+            del payload["method"]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 
@@ -72,8 +76,13 @@ class RunSpec:
         missing = [k for k in required if k not in raw]
         if missing:
             raise ConfigError(f"{where}: missing required key(s) {missing}")
-        spec = cls(**raw)
+        # The method may be spelled short ('rigl'); it is stored canonical (every option spelled out).
+        spec = cls(**{**raw, "method": {}})
         spec.check(where)
+        if raw.get("method"):
+            from predsparse.methods.options import parse_method
+
+            spec = dataclasses.replace(spec, method=parse_method(raw["method"], spec.epochs, where))
         return spec
 
     @staticmethod
@@ -118,6 +127,11 @@ class RunSpec:
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{where}: {key} must be a finite number >= 0, got {value!r}")
+        from predsparse.methods.options import parse_method
+
+        if self.method != parse_method(self.method, self.epochs, where):
+            raise ConfigError(f"{where}: method {self.method!r} is not in canonical form; expected "
+                              f"{parse_method(self.method, self.epochs, where)!r} (every option spelled out)")
         if self.lr == 0:
             raise ConfigError(f"{where}: lr must be > 0, got 0")
         for key in ("study", "run_name"):

@@ -99,6 +99,8 @@ def _flat_params(outcome: dict) -> dict[str, str]:
     for key, value in outcome["spec"].items():
         if key == "extra":
             params.update({f"extra.{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in value.items()})
+        elif isinstance(value, dict):  # the method: {} for fixed connections
+            params[key] = json.dumps(value, sort_keys=True) if value else ""
         else:
             params[key] = "" if value is None else str(value)
     pattern = outcome["pattern"]
@@ -234,7 +236,8 @@ class Store:
         final = [Metric(k, v, now, 0) for k, v in sorted(_final_metrics(outcome).items()) if k not in metrics]
         if final:
             self._call("log_batch", mlflow_run_id, metrics=final)
-        for name in (rundir.SPEC, rundir.HISTORY, rundir.METRICS, rundir.FAILURE, rundir.CURVES):
+        for name in (rundir.SPEC, rundir.HISTORY, rundir.METRICS, rundir.FAILURE, rundir.CURVES,
+                     rundir.FINAL_PATTERN):
             if (run_dir / name).is_file():
                 self._call("log_artifact", mlflow_run_id, str(run_dir / name))
         pattern_file = Path(outcome["spec"]["pattern"])

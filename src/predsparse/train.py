@@ -36,6 +36,7 @@ from predsparse.errors import ConfigError, DatasetError, TrainingError
 from predsparse.data import load_arrays
 from predsparse.density import pattern_density
 from predsparse.io import atomic_path, atomic_savefig, atomic_write_json
+from predsparse.methods.controllers import Controller, make_controller
 from predsparse.nn.models import PatternNet, build_model, count_macs, count_parameters
 from predsparse.patterns import Pattern, load_pattern
 from predsparse.scatter import scatter_vector
@@ -90,10 +91,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_data(spec: RunSpec, input_shape: tuple[int, ...], device: torch.device) -> dict[str, torch.Tensor]:
-    """The dataset's six arrays (validated by `predsparse.data.load_arrays`) as tensors on `device`,
-    inputs reshaped to the model's `input_shape`."""
-    arrays = load_arrays(spec.data)
+def load_data(spec: RunSpec, input_shape: tuple[int, ...], device: torch.device,
+              arrays: dict | None = None) -> dict[str, torch.Tensor]:
+    """The dataset's six arrays (validated by `predsparse.data.load_arrays`; read unless given) as tensors
+    on `device`, inputs reshaped to the model's `input_shape`."""
+    arrays = load_arrays(spec.data) if arrays is None else arrays
     size = math.prod(input_shape)
     if math.prod(arrays["xtr"].shape[1:]) != size:
         raise DatasetError(f"{spec.data}: samples have shape {list(arrays['xtr'].shape[1:])} but model {spec.model} "
@@ -159,10 +161,12 @@ class Progress:
 
 
 def train_epoch(model: PatternNet, optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                generator: torch.Generator, on_batch) -> tuple[float, float]:
+                generator: torch.Generator, on_batch, controller: Controller | None = None,
+                first_step: int = 0) -> tuple[float, float]:
     """One pass over (x, y) in a seeded random order; returns mean loss and accuracy over the epoch.
 
-    Raises FloatingPointError when the loss becomes NaN or infinite.
+    `controller` (a method that changes the connections) is called around every optimiser step, numbered
+    from `first_step`. Raises FloatingPointError when the loss becomes NaN or infinite.
     """
     model.train()
     n = len(x)
@@ -172,11 +176,15 @@ def train_epoch(model: PatternNet, optimizer, x: torch.Tensor, y: torch.Tensor, 
     for b in range(batches):
         idx = order[b * batch_size:(b + 1) * batch_size]
         xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+        if controller:
+            controller.before_batch(first_step + b)
         logits = model(xb)
         loss = nn.functional.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if controller:
+            controller.after_step(first_step + b)
         loss_sum += loss.detach() * len(idx)
         correct += (model.predict(logits.detach()) == yb).sum()
         if b % _CHECK_EVERY == _CHECK_EVERY - 1 or b == batches - 1:
@@ -308,8 +316,13 @@ def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:
     checkpoint = _load_checkpoint(out_dir / rundir.CHECKPOINT, run_id, device)
     pattern = load_pattern(spec.pattern)
     torch.manual_seed(spec.seed)
-    model = build_model(spec, pattern).to(device)
-    data = load_data(spec, model.input_shape, device)
+    data_arrays = load_arrays(spec.data)
+    batches = math.ceil(len(data_arrays["ytr"]) / spec.batch_size)
+    controller = make_controller(spec, pattern, batches)
+    if controller and checkpoint is not None:
+        controller.load_state_dict(checkpoint["method"])
+    model = (controller.build() if controller else build_model(spec, pattern)).to(device)
+    data = load_data(spec, model.input_shape, device, data_arrays)
     optimizer = make_optimizer(spec, model)
     shuffle = torch.Generator().manual_seed(spec.seed)
     history: list[dict] = []
@@ -320,21 +333,25 @@ def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:
         shuffle.set_state(checkpoint["rng"]["shuffle"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         history, best_epoch, best_state = checkpoint["history"], checkpoint["best_epoch"], checkpoint["best_model"]
+    if controller:
+        controller.attach(model, optimizer)
     info = run_info(spec, pattern, model, device)
     atomic_write_json(out_dir / rundir.SPEC, spec.to_dict())
     tracker = RunTracker(spec.tracking_uri) if track else None
     if tracker:
         tracker.start(info, out_dir, history, resumed=checkpoint is not None)
 
-    batches = math.ceil(len(data["xtr"]) / spec.batch_size)
     progress = Progress(spec.run_name, spec.epochs, batches)
     elapsed = history[-1]["wall_time_s"] if history else 0.0
     for epoch in range(len(history) + 1, spec.epochs + 1):
         started = time.perf_counter()
+        if controller and (replaced := controller.start_epoch(epoch)) is not None:
+            model, optimizer = replaced, make_optimizer(spec, replaced)
+            controller.attach(model, optimizer)
         try:
             train_loss, train_acc = train_epoch(
                 model, optimizer, data["xtr"], data["ytr"], spec.batch_size, shuffle,
-                lambda done, loss, acc: progress.batch(epoch, done, loss, acc))
+                lambda done, loss, acc: progress.batch(epoch, done, loss, acc), controller, (epoch - 1) * batches)
         except FloatingPointError as exc:
             message = f"run {spec.run_name}: non-finite training loss in epoch {epoch} ({exc}); lower lr (now {spec.lr})"
             atomic_write_json(out_dir / rundir.FAILURE, {**info, "status": "failed", "error": message,
@@ -347,13 +364,16 @@ def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:
         row = {"study": spec.study, "run_id": run_id, "epoch": epoch, "train_loss": train_loss,
                "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc, "wall_time_s": elapsed}
         history.append(row)
-        if best_state is None or val_acc > history[best_epoch - 1]["val_acc"]:
+        # Only a model at the weight budget can be the result (not a pruning run's dense phase).
+        eligible = controller is None or controller.eligible(epoch)
+        if eligible and (best_state is None or val_acc > history[best_epoch - 1]["val_acc"]):
             best_epoch = epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         _save_checkpoint(out_dir / rundir.CHECKPOINT, {
             "format": CHECKPOINT_FORMAT, "run_id": run_id, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "best_model": best_state, "best_epoch": best_epoch,
-            "history": history, "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()}})
+            "history": history, "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()},
+            **({"method": controller.state_dict()} if controller else {})})
         rundir.write_history(out_dir / rundir.HISTORY, history)
         progress.epoch(row)
         if tracker:
@@ -362,6 +382,11 @@ def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:
     started = time.perf_counter()
     model.load_state_dict(best_state)
     test_loss, test_acc = evaluate(model, data["xte"], data["yte"])
+    if controller:  # describe the connections trained, keeping the pattern file's as the initial ones
+        final = controller.final_pattern(model)
+        final.save(out_dir / rundir.FINAL_PATTERN)
+        info = {**run_info(spec, final, model, device),
+                "initial": {"pattern": info["pattern"], "scatter": info["scatter"]}}
     metrics = {**info, "status": "finished", **_summarise(history, best_epoch), "epochs": spec.epochs,
                "test_loss": test_loss, "test_acc": test_acc,
                "wall_time_s": elapsed + time.perf_counter() - started}

@@ -38,6 +38,21 @@ def add_arguments(parser):
     quick.add_argument("--epochs", type=int)
     quick.add_argument("--device", help="cpu | cuda | auto")
     quick.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///results/mlflow.db)")
+    quick.add_argument("--method", help="how the connections come about: predefined (default: the pattern's, fixed) | "
+                       "prune | set | rigl, or a JSON mapping with options, e.g. "
+                       "'{\"name\": \"rigl\", \"update_every\": 50}' (see predsparse.methods.options)")
+
+
+def _method_flag(text: str):
+    """--method: a name, or a JSON mapping of a method with its options."""
+    from predsparse.errors import ConfigError
+
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--method '{text}' is not valid JSON ({exc.msg}); give a name or a JSON mapping") from None
 
 
 def run(args) -> int:
@@ -47,6 +62,8 @@ def run(args) -> int:
 
     raw = RunSpec.read_raw(args.spec) if args.spec else {}
     raw.update({key: getattr(args, key) for key in _SPEC_FLAGS if getattr(args, key) is not None})
+    if args.method is not None:
+        raw["method"] = _method_flag(args.method)
     if not args.spec:
         missing = [f"--{k}" for k in ("dataset", "data", "pattern") if k not in raw]
         if missing:

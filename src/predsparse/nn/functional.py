@@ -63,8 +63,11 @@ def gather_backend(gather_reduce: Callable, connection_dots: Callable) -> Backen
     the input gradient over the transposed fan-out index, with the weights taken in fan-out order."""
 
     def input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position):
+        flat = weight.reshape(-1)
+        if fan_out_position.numel() > flat.numel():  # fan-outs differ: padded slots read the zero appended here
+            flat = F.pad(flat, (0, 1))
         # index_select takes the int32 index without an int64 copy of it.
-        transposed_weight = weight.reshape(-1).index_select(0, fan_out_position.reshape(-1))
+        transposed_weight = flat.index_select(0, fan_out_position.reshape(-1))
         return gather_reduce(grad_y_t, fan_out_right, transposed_weight.view(fan_out_position.shape))
 
     return Backend(lambda x_t, weight, fan_in_index: gather_reduce(x_t, fan_in_index, weight), input_grad, connection_dots)

@@ -71,10 +71,10 @@ def cl_net(pattern: Pattern) -> tuple[int, ...]:
 class ConnectedLayers(nn.Module):
     """The CL junctions of a pattern: ReLU after every junction but the last, which gives logits."""
 
-    def __init__(self, pattern: Pattern):
+    def __init__(self, pattern: Pattern, masked: bool = False):
         super().__init__()
         # A CSC pattern's junctions are support layers: one CSCLinear (no activation inside) per dense layer.
-        layers = csc_linear_layers(pattern) if pattern.kind == "csc" else layers_from_pattern(pattern)
+        layers = csc_linear_layers(pattern) if pattern.kind == "csc" else layers_from_pattern(pattern, masked=masked)
         self.junctions = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,10 +90,10 @@ class PatternNet(nn.Module):
     """An optional conv stack (`features`), channel-major flattening, then the CLs of a pattern."""
 
     def __init__(self, pattern: Pattern, num_classes: int, features: nn.Module | None = None,
-                 input_shape: tuple[int, ...] | None = None):
+                 input_shape: tuple[int, ...] | None = None, masked: bool = False):
         super().__init__()
         self.features = features
-        self.cls = ConnectedLayers(pattern)
+        self.cls = ConnectedLayers(pattern, masked)
         self.input_shape = tuple(input_shape or (cl_net(pattern)[0],))
         self.num_classes = num_classes
 
@@ -108,8 +108,10 @@ class PatternNet(nn.Module):
         return logits[:, : self.num_classes].argmax(dim=1)
 
 
-def build_model(spec: RunSpec, pattern: Pattern) -> PatternNet:
+def build_model(spec: RunSpec, pattern: Pattern, masked: bool = False) -> PatternNet:
     """The model `spec.model` (mlp | mnist_conv | cifar_conv) with the CLs of `pattern`.
+
+    `masked=True` gives every sparse junction a `MaskedLinear` (for methods whose connections change freely).
 
     Raises ConfigError when the pattern's net does not fit the model: its first layer must be the
     conv features (3136 for mnist_conv, 4096 for cifar_conv) and its output layer must hold every real class.
@@ -119,7 +121,7 @@ def build_model(spec: RunSpec, pattern: Pattern) -> PatternNet:
         raise ConfigError(f"pattern net {list(net)} has {net[-1]} outputs but {spec.dataset} has {num_classes} classes; "
                           f"the output layer needs at least {num_classes} neurons")
     if model == "mlp":
-        return PatternNet(pattern, num_classes)
+        return PatternNet(pattern, num_classes, masked=masked)
     if model not in CONV_STACKS:
         raise ConfigError(f"model '{model}' is not one of {['mlp', *CONV_STACKS]}")
     shape = FEATURE_SHAPES[model]
@@ -129,7 +131,7 @@ def build_model(spec: RunSpec, pattern: Pattern) -> PatternNet:
     if pattern.shapes[0] is not None and tuple(pattern.shapes[0]) != shape:
         raise ConfigError(f"pattern's first layer has shape {list(pattern.shapes[0])} but model {model} flattens "
                           f"features of shape (C, H, W) = {list(shape)}")
-    return PatternNet(pattern, num_classes, CONV_STACKS[model](), INPUT_SHAPES[model])
+    return PatternNet(pattern, num_classes, CONV_STACKS[model](), INPUT_SHAPES[model], masked=masked)
 
 
 def _connections(module: nn.Module) -> int:

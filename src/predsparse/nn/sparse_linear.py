@@ -23,7 +23,7 @@ from torch import nn
 
 from predsparse.errors import PatternError
 from predsparse.nn.functional import sparse_linear
-from predsparse.patterns.format import Pattern, as_pattern, fan_out_index, validate_junction
+from predsparse.patterns.format import Pattern, as_pattern, fan_out_index, validate_fan_in, validate_junction
 
 __all__ = ["SparseLinear", "MaskedLinear", "layers_from_pattern"]
 
@@ -58,7 +58,8 @@ def _check_sizes(in_features, out_features) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
-def _checked_fan_in_index(fan_in_index, in_features: int, out_features: int, junction: int) -> np.ndarray:
+def _checked_fan_in_index(fan_in_index, in_features: int, out_features: int, junction: int,
+                          fixed_fan_out: bool = True) -> np.ndarray:
     """The fan-in index as int32 (N_{i+1}, fi), after checking everything a wrong result could come from."""
     where = f"junction {junction + 1} ({in_features}->{out_features})"
     try:
@@ -69,12 +70,15 @@ def _checked_fan_in_index(fan_in_index, in_features: int, out_features: int, jun
         raise PatternError(
             f"{where}: fan-in index has shape {tuple(index.shape)}, expected (out_features={out_features}, fi) with fi >= 1"
         )
+    # Rows may come in any order; sorting a copy turns a repeated entry into a non-increasing step.
+    if not fixed_fan_out:
+        validate_fan_in(np.sort(index, axis=1), in_features, out_features, junction + 1, where)
+        return index.astype(np.int32)
     if index.size % in_features:
         raise PatternError(
             f"{where}: {index.size} connections cannot give every one of the {in_features} left neurons the same"
             f" fan-out (fi = {index.shape[1]} must make N_{{i+1}} * fi a multiple of N_i)"
         )
-    # Rows may come in any order; sorting a copy turns a repeated entry into a non-increasing step.
     validate_junction(np.sort(index, axis=1), in_features, out_features, index.size // in_features, junction + 1)
     return index.astype(np.int32)
 
@@ -90,6 +94,9 @@ class SparseLinear(nn.Module):
             connection fan_in_index[j, k]. Every left neuron must appear in exactly fo = N_{i+1} fi / N_i rows.
         bias: whether to learn a bias per right neuron.
         junction: 0-based junction number, only used to name the junction in error messages.
+        fixed_fan_out: require every left neuron to have the same fan-out fo (a pre-defined pattern). False
+            accepts any fan-outs (a fixed fan-in left by pruning or rewiring, see `rewire`); the fan-out index
+            is then padded to the largest fan-out (`predsparse.patterns.fan_out_index`).
 
     Initialisation: weight and bias ~ U(-1/sqrt(fi), 1/sqrt(fi)). This is nn.Linear's default law with the
     real fan-in fi in place of in_features, so a right neuron's pre-activation has the same variance at any
@@ -110,13 +117,15 @@ class SparseLinear(nn.Module):
         bias: bool = True,
         *,
         junction: int = 0,
+        fixed_fan_out: bool = True,
         device=None,
         dtype=None,
     ):
         super().__init__()
         self.in_features, self.out_features = _check_sizes(in_features, out_features)
         self.junction = junction
-        index = _checked_fan_in_index(fan_in_index, self.in_features, self.out_features, junction)
+        self.fixed_fan_out = fixed_fan_out
+        index = _checked_fan_in_index(fan_in_index, self.in_features, self.out_features, junction, fixed_fan_out)
         self.register_buffer("fan_in_index", torch.from_numpy(index).to(device))
         self.register_buffer("fan_out_right", torch.empty(0, dtype=torch.int32, device=device), persistent=False)
         self.register_buffer("fan_out_position", torch.empty(0, dtype=torch.int32, device=device), persistent=False)
@@ -136,9 +145,10 @@ class SparseLinear(nn.Module):
         return self.fan_in_index.shape[1]
 
     @property
-    def fan_out(self) -> int:
-        """fo: connections out of every left neuron."""
-        return self.fan_out_right.shape[1]
+    def fan_out(self) -> float:
+        """fo: connections out of every left neuron (their mean where fan-outs differ)."""
+        fo = self.out_features * self.fan_in / self.in_features
+        return int(fo) if fo.is_integer() else fo
 
     @property
     def density(self) -> float:
@@ -146,10 +156,23 @@ class SparseLinear(nn.Module):
         return self.fan_in / self.in_features
 
     def _build_fan_out_index(self) -> None:
-        right, position = fan_out_index(self.fan_in_index.cpu().numpy(), self.in_features)
+        right, position = fan_out_index(self.fan_in_index.cpu().numpy(), self.in_features, pad=not self.fixed_fan_out)
         device = self.fan_in_index.device
         self.fan_out_right = torch.from_numpy(right.astype(np.int32)).to(device)
         self.fan_out_position = torch.from_numpy(position.astype(np.int32)).to(device)
+
+    @torch.no_grad()
+    def rewire(self, fan_in_index) -> None:
+        """Replace the connections with `fan_in_index` (N_{i+1}, fi), same fi, any fan-outs; the weights stay
+        as they are (weight[j, k] now belongs to connection fan_in_index[j, k]). For pruning and dynamic
+        sparse training (`predsparse.methods`)."""
+        index = _checked_fan_in_index(fan_in_index, self.in_features, self.out_features, self.junction, False)
+        if index.shape != tuple(self.fan_in_index.shape):
+            raise PatternError(f"rewire: fan-in index has shape {index.shape}, this layer's is "
+                               f"{tuple(self.fan_in_index.shape)} (the fan-in fi cannot change)")
+        self.fixed_fan_out = False
+        self.fan_in_index.copy_(torch.from_numpy(index))
+        self._build_fan_out_index()
 
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.fan_in)
@@ -172,14 +195,16 @@ class SparseLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"in_features={self.in_features}, out_features={self.out_features}, fi={self.fan_in}, fo={self.fan_out},"
+            f"in_features={self.in_features}, out_features={self.out_features}, fi={self.fan_in}, "
+            f"fo={self.fan_out if self.fixed_fan_out else f'{self.fan_out:.4g} (mean)'},"
             f" density={self.density:.4g}, bias={self.bias is not None}"
         )
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         key = prefix + "fan_in_index"
         if key in state_dict:
-            index = _checked_fan_in_index(state_dict[key], self.in_features, self.out_features, self.junction)
+            index = _checked_fan_in_index(state_dict[key], self.in_features, self.out_features, self.junction,
+                                          self.fixed_fan_out)
             if index.shape != tuple(self.fan_in_index.shape):
                 raise PatternError(
                     f"state dict {key} has fan-in {index.shape[1]}, but this layer has fi = {self.fan_in};"
@@ -244,24 +269,31 @@ class MaskedLinear(nn.Module):
         )
 
 
-def layers_from_pattern(path_or_pattern: Pattern | str | os.PathLike, bias: bool = True) -> list[nn.Module]:
+def layers_from_pattern(path_or_pattern: Pattern | str | os.PathLike, bias: bool = True,
+                        masked: bool = False) -> list[nn.Module]:
     """One layer per junction of a pattern, in order, for an MLP (the caller adds the activations).
 
     - fixed fan-in and fan-out, fo < N_{i+1}: `SparseLinear`;
     - fully dense (fo = N_{i+1}): `nn.Linear`. Its weight equals a SparseLinear's with fi = N_i (the rows
       of a dense fan-in index are 0..N_i-1) and it has the same initialisation law; dense BLAS is faster
       than any gather at density 1 (see `predsparse.nn.functional` for the measured crossover);
-    - unstructured (no fixed fan-in): `MaskedLinear`.
+    - stored without fixed fan-out (CSR) but with the same fan-in on every row (a pruned or rewired
+      junction): `SparseLinear` with free fan-outs;
+    - any other junction (fan-ins differ: kind `unstructured`): `MaskedLinear`.
+    `masked=True` makes every sparse junction a `MaskedLinear` (connections that may change freely).
     """
     pattern = as_pattern(path_or_pattern)
     layers: list[nn.Module] = []
     for i in range(pattern.num_junctions):
         n_left, n_right = pattern.net[i], pattern.net[i + 1]
-        if not pattern.is_fixed(i):
-            layers.append(MaskedLinear.from_pattern(pattern, i, bias))
-        elif pattern.fanouts[i] == n_right:
+        rows = None if pattern.is_fixed(i) else np.diff(pattern.indptr[i])
+        if pattern.fanouts[i] == n_right:
             layers.append(nn.Linear(n_left, n_right, bias))
-        else:
+        elif masked or (rows is not None and (rows.min() != rows.max() or rows.min() == 0)):
+            layers.append(MaskedLinear.from_pattern(pattern, i, bias))
+        elif rows is None:
             layers.append(SparseLinear.from_pattern(pattern, i, bias))
+        else:
+            index = pattern.junctions[i].reshape(n_right, int(rows[0]))
+            layers.append(SparseLinear(n_left, n_right, index, bias, junction=i, fixed_fan_out=False))
     return layers
-

@@ -8,7 +8,9 @@ from predsparse.patterns.format import (
     fanins,
     load_pattern,
     nearest_valid_fanouts,
+    pattern_from_arrays,
     valid_fanouts,
+    validate_fan_in,
     validate_junction,
 )
 from predsparse.patterns.generate import KINDS, generate_pattern
@@ -23,6 +25,8 @@ __all__ = [
     "generate_pattern",
     "load_pattern",
     "nearest_valid_fanouts",
+    "pattern_from_arrays",
     "valid_fanouts",
+    "validate_fan_in",
     "validate_junction",
 ]

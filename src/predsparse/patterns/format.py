@@ -170,26 +170,56 @@ class Pattern:
         save_npz(path, self.to_arrays())
 
 
-def fan_out_index(fan_in_index: np.ndarray, n_left: int) -> tuple[np.ndarray, np.ndarray]:
+def fan_out_index(fan_in_index: np.ndarray, n_left: int, pad: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Transpose a fixed fan-in index into the fixed fan-out index.
 
     Returns (right, position), both int64 (n_left, fo): left neuron k feeds right neurons right[k] and
     the weights of those connections sit at flat positions position[k] of the (N_{i+1}, fi) weight
-    array. Raises PatternError if the left neurons do not all have the same fan-out.
+    array. Raises PatternError if the left neurons do not all have the same fan-out, unless `pad`: then
+    every list is padded to the largest fan-out with right neuron 0 at position N_{i+1} * fi, one past
+    the last weight (the layer reads a zero there), so fan-outs may differ (pruned or rewired junctions).
     """
     idx = np.asarray(fan_in_index)
     n_right, fi = idx.shape
     flat = idx.reshape(-1).astype(np.int64)
     counts = np.bincount(flat, minlength=n_left)
-    if counts.size != n_left or (counts.size and counts.min() != counts.max()):
-        bad = int(np.argmax(counts != counts[0])) if counts.size == n_left else n_left
-        raise PatternError(
-            f"fan-outs are not equal: left neuron 0 has {int(counts[0])} connections, left neuron {bad} has "
-            f"{int(counts[bad]) if bad < counts.size else 'out-of-range'}; a fixed fan-out pattern is required"
-        )
-    fo = int(counts[0]) if counts.size else 0
     order = np.argsort(flat, kind="stable")
-    return (order // fi).reshape(n_left, fo), order.reshape(n_left, fo)
+    if counts.size == n_left and counts.size and (pad or counts.min() == counts.max()):
+        fo = int(counts.max())
+        if counts.min() == fo:
+            return (order // fi).reshape(n_left, fo), order.reshape(n_left, fo)
+        # Slot s of left neuron k holds its s-th connection, or the pad where k has fewer than s + 1.
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        slots = np.arange(fo)[None, :]
+        present = slots < counts[:, None]
+        position = np.full((n_left, fo), flat.size, dtype=np.int64)
+        position[present] = order[(starts[:, None] + slots)[present]]
+        right = np.where(present, position // fi, 0)
+        return right, position
+    bad = int(np.argmax(counts != counts[0])) if counts.size == n_left else n_left
+    raise PatternError(
+        f"fan-outs are not equal: left neuron 0 has {int(counts[0]) if counts.size else 0} connections, left neuron "
+        f"{bad} has {int(counts[bad]) if bad < counts.size else 'out-of-range'}; a fixed fan-out pattern is required"
+    )
+
+
+def validate_fan_in(idx: np.ndarray, n_left: int, n_right: int, junction: int, where: str | None = None) -> None:
+    """Check a fan-in index (N_{i+1}, fi), fi >= 1: integer type, range, and rows without repeats (sorted
+    rows strictly increase; sort a copy first to accept rows in any order)."""
+    where = where or f"junction {junction} ({n_left}->{n_right})"
+    if idx.ndim != 2 or idx.shape[0] != n_right or idx.shape[1] < 1:
+        raise PatternError(f"{where}: fan-in index has shape {tuple(idx.shape)}, expected ({n_right}, fi) with fi >= 1")
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise PatternError(f"{where}: fan-in index has dtype {idx.dtype}, expected an integer type")
+    if idx.size and (idx.min() < 0 or idx.max() >= n_left):
+        raise PatternError(
+            f"{where}: left neuron index {int(idx.min()) if idx.min() < 0 else int(idx.max())} is out of range [0, {n_left})"
+        )
+    if idx.shape[1] > 1:
+        steps = np.diff(idx.astype(np.int64), axis=1)
+        if (steps <= 0).any():
+            row = int(np.argwhere(steps <= 0)[0, 0])
+            raise PatternError(f"{where}: row {row} is not strictly increasing (repeated or unsorted entries)")
 
 
 def validate_junction(idx: np.ndarray, n_left: int, n_right: int, fo: int, junction: int) -> None:
@@ -198,17 +228,7 @@ def validate_junction(idx: np.ndarray, n_left: int, n_right: int, fo: int, junct
     where = f"junction {junction} ({n_left}->{n_right}, fo={fo})"
     if idx.ndim != 2 or idx.shape != (n_right, fi):
         raise PatternError(f"{where}: fan-in index has shape {tuple(idx.shape)}, expected ({n_right}, {fi})")
-    if not np.issubdtype(idx.dtype, np.integer):
-        raise PatternError(f"{where}: fan-in index has dtype {idx.dtype}, expected an integer type")
-    if idx.size and (idx.min() < 0 or idx.max() >= n_left):
-        raise PatternError(
-            f"{where}: left neuron index {int(idx.min()) if idx.min() < 0 else int(idx.max())} is out of range [0, {n_left})"
-        )
-    if fi > 1:
-        steps = np.diff(idx.astype(np.int64), axis=1)
-        if (steps <= 0).any():
-            row = int(np.argwhere(steps <= 0)[0, 0])
-            raise PatternError(f"{where}: row {row} is not strictly increasing (repeated or unsorted entries)")
+    validate_fan_in(idx, n_left, n_right, junction, where)
     counts = np.bincount(idx.reshape(-1).astype(np.int64), minlength=n_left)
     if (counts != fo).any():
         k = int(np.argmax(counts != fo))
@@ -245,22 +265,27 @@ def load_pattern(path: str | os.PathLike) -> Pattern:
         arrays = load_npz(path)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise PatternError(f"{path} is not a readable pattern file (.npz): {exc}") from None
+    return pattern_from_arrays(arrays, str(path))
+
+
+def pattern_from_arrays(arrays: dict[str, np.ndarray], where: str = "pattern") -> Pattern:
+    """The validated pattern of the arrays of a pattern file (`Pattern.to_arrays`); `where` names them."""
     for key in ("net", "fanouts", "meta"):
         if key not in arrays:
-            raise PatternError(f"{path} is not a pattern file: array '{key}' is missing")
+            raise PatternError(f"{where} is not a pattern file: array '{key}' is missing")
     try:
         meta = json.loads(str(arrays["meta"]))
     except json.JSONDecodeError:
-        raise PatternError(f"{path}: 'meta' is not valid JSON") from None
+        raise PatternError(f"{where}: 'meta' is not valid JSON") from None
     try:
         net, fanouts = check_net(arrays["net"].tolist(), arrays["fanouts"].tolist())
     except PatternError as exc:
-        raise PatternError(f"{path}: {exc}") from None
+        raise PatternError(f"{where}: {exc}") from None
     junctions, indptr = [], []
     for i in range(1, len(net)):
         key = f"j{i}"
         if key not in arrays:
-            raise PatternError(f"{path}: junction array '{key}' is missing")
+            raise PatternError(f"{where}: junction array '{key}' is missing")
         idx, ptr = arrays[key], arrays.get(f"{key}_indptr")
         try:
             if ptr is None:
@@ -268,15 +293,15 @@ def load_pattern(path: str | os.PathLike) -> Pattern:
             else:
                 _validate_free_junction(idx, ptr, net[i - 1], net[i], fanouts[i - 1], i)
         except PatternError as exc:
-            raise PatternError(f"{path}: {exc}") from None
+            raise PatternError(f"{where}: {exc}") from None
         junctions.append(idx.astype(np.int32, copy=False))
         indptr.append(ptr)
     shapes = tuple(tuple(s) if s is not None else None for s in meta.pop("shapes", None) or (None,) * len(net))
     if len(shapes) != len(net):
-        raise PatternError(f"{path}: meta gives {len(shapes)} layer shapes for a net of {len(net)} layers")
+        raise PatternError(f"{where}: meta gives {len(shapes)} layer shapes for a net of {len(net)} layers")
     for layer, (shape, n) in enumerate(zip(shapes, net), start=1):
         if shape is not None and math.prod(shape) != n:
-            raise PatternError(f"{path}: layer {layer} shape {list(shape)} does not hold {n} neurons")
+            raise PatternError(f"{where}: layer {layer} shape {list(shape)} does not hold {n} neurons")
     kind = meta.pop("kind", "random")
     meta.pop("format", None)
     return Pattern(net, fanouts, tuple(junctions), kind, tuple(indptr), shapes, meta)
