@@ -25,8 +25,11 @@ import yaml
 from predsparse.cli import main
 from predsparse.density import overall_density, valid_splits
 from predsparse.errors import ConfigError
+from predsparse.methods.allocation import RULES, allocate
+from predsparse.methods.options import DYNAMIC_DEFAULTS, METHODS, parse_method
 from predsparse.pipeline import PatternRow, load_plan, read_yaml
 from predsparse.pipeline.plan import Plan
+from predsparse.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -270,7 +273,7 @@ def test_plan_cli_prints_the_table_and_fails_in_one_line(tmp_path, capsys):
     assert main(["plan", str(REPO / "config/smoke.yaml")]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["study", "run", "dataset"]
-    assert out.rstrip().endswith("6 runs in 4 studies, 6 pattern files")
+    assert out.rstrip().endswith("14 runs in 5 studies, 8 pattern files")
     assert main(["plan", str(REPO / "config/smoke.yaml"), "--json", "--study", "csc_morse"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["run"] for r in rows] == ["csc_r32.2-2.32_s0"] and rows[0]["compression"] == 16.0
@@ -280,6 +283,134 @@ def test_plan_cli_prints_the_table_and_fails_in_one_line(tmp_path, capsys):
     assert main(["plan", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"predsparse plan: error: {bad}: study 's'")
+
+
+# ------------------------------------------------------------------------------------------ allocation, methods
+def test_allocate_expands_into_the_allocated_fanouts():
+    plan = Plan(config({"s": morse_study(
+        {"kind": "random", "allocate": {"overall": [0.125, 0.03125], "rule": ["paper", "uniform", "erk"]}},
+        {"kind": "planned", "allocate": {"overall": 0.125, "rule": "uniform"}, "cluster": ["", "1:b=8"]},
+        seeds=(0, 1))}))
+    runs = {r.name: r for r in plan.runs}
+    assert len(plan.runs) == 2 * 3 * 2 + 2 * 2
+    for overall in (0.125, 0.03125):
+        for rule in ("paper", "uniform", "erk"):
+            fanouts = allocate(MORSE, overall, rule)
+            run = runs[f"random_{rule}_fo{fanouts[0]}-{fanouts[1]}_s1"]
+            assert run.pattern.fanouts == fanouts and run.spec.extra["allocation"] == rule
+            assert run.spec.extra["method"] == "predefined" and run.spec.extra["compression"] == 1 / overall
+            assert run.row()["allocation"] == rule and run.row()["method_options"] == ""
+    assert runs["random_paper_fo64-12_s0"].pattern.fanouts == (64, 12)
+    # ERK gives the uniform fan-outs on this net: one pattern file, two runs.
+    assert runs["random_erk_fo128-8_s0"].pattern.pattern_id == runs["random_uniform_fo128-8_s0"].pattern.pattern_id
+    assert runs["random_erk_fo128-8_s0"].spec.run_id() != runs["random_uniform_fo128-8_s0"].spec.run_id()
+    assert {"planned_uniform_fo128-8_s0", "planned_uniform_fo128-8_c1b8_s1"} <= set(runs)
+    # Clustering is checked against the allocated fan-outs: the paper rule's fo_2 = 12 leaves no whole windows.
+    message = error_of(config({"s": morse_study({"kind": "planned", "allocate": {"overall": 0.125, "rule": "paper"}})}))
+    assert "study 's': patterns[0]: key cluster '' for net [64, 1024, 64], fan-outs [64, 12]" in message
+
+
+def test_allocate_is_one_of_three_fanout_sources_and_checks_its_rule():
+    both = {"kind": "random", "fanouts": [128, 8], "allocate": {"overall": 0.125, "rule": "paper"}}
+    message = error_of(config({"s": morse_study(both)}))
+    assert message == ("test.yaml: study 's': patterns[0]: kind 'random' needs exactly one of the keys 'fanouts', "
+                       "'splits' and 'allocate', got ['fanouts', 'allocate']")
+    message = error_of(config({"s": morse_study({"kind": "random", "allocate": {"overall": 0.1, "rule": "erdos"}})}))
+    assert "study 's': key 'patterns[0].allocate.rule': 'erdos' is not valid: expected paper, uniform or erk" in message
+    message = error_of(config({"s": morse_study({"kind": "csc", "allocate": {"overall": 0.1, "rule": "paper"}})}))
+    assert "key 'allocate' does not apply to kind 'csc'; csc takes radices, compression" in message
+
+
+def test_schema_names_the_rules_and_methods_of_the_code():
+    groups = read_yaml(REPO / "workflow/schemas/config.schema.yaml")["$defs"]
+    assert groups["allocation_rule"]["enum"] == list(RULES)
+    assert groups["method_name"]["enum"] == list(METHODS)
+
+
+def test_method_groups_get_canonical_methods_and_method_names():
+    plan = Plan(config({"s": morse_study(
+        {"kind": "random", "fanouts": [128, 8]},
+        {"kind": "random", "fanouts": [128, 8], "method": "rigl"},
+        {"kind": "unstructured", "fanouts": [128, 8], "method": {"name": "rigl", "update_every": 50}},
+        {"kind": "random", "allocate": {"overall": 0.125, "rule": "paper"}, "method": "prune", "seeds": [3]},
+        {"kind": "unstructured", "fanouts": [128, 8], "method": {"name": "prune", "finetune_epochs": 1},
+         "name": "magnitude", "extra": {"note": "x"}},
+        seeds=(0,))}))
+    runs = {r.name: r for r in plan.runs}
+    assert list(runs) == ["random_fo128-8_s0", "rigl_fo128-8_s0", "rigl-unstructured_fo128-8_s0",
+                          "prune_paper_fo64-12_s3", "magnitude_fo128-8_s0"]
+    rigl, unstructured = runs["rigl_fo128-8_s0"], runs["rigl-unstructured_fo128-8_s0"]
+    assert rigl.spec.method == parse_method("rigl", 2) == {"name": "rigl", **DYNAMIC_DEFAULTS}
+    assert unstructured.spec.method == {**rigl.spec.method, "update_every": 50}
+    assert unstructured.row()["method_options"] == '{"fraction":0.3,"schedule":"cosine","stop":0.75,"update_every":50}'
+    assert rigl.spec.extra["method"] == "rigl" and "allocation" not in rigl.spec.extra and rigl.row()["allocation"] == ""
+    # A method starts from the pre-defined pattern of the same kind, fan-outs and seed.
+    assert rigl.pattern.pattern_id == runs["random_fo128-8_s0"].pattern.pattern_id
+    assert unstructured.pattern.kind == "unstructured" and runs["random_fo128-8_s0"].spec.method == {}
+    prune = runs["prune_paper_fo64-12_s3"]
+    assert prune.spec.method == {"name": "prune", "finetune_epochs": 1} and prune.spec.seed == 3
+    assert prune.spec.extra == {"method": "prune", "pattern_id": prune.pattern.pattern_id, "compression": 8.0,
+                                "allocation": "paper"}
+    assert runs["magnitude_fo128-8_s0"].spec.extra["note"] == "x"
+    assert RunSpec.from_dict(prune.spec.to_dict()) == prune.spec  # the spec file reads back as written
+
+
+@pytest.mark.parametrize("kind, options", [("planned", {"fanouts": [128, 8]}), ("dense", {}),
+                                           ("csc", {"radices": "32,2/2,32"})])
+def test_method_on_a_kind_of_fixed_connections_is_refused(kind, options):
+    message = error_of(config({"s": morse_study({"kind": kind, **options, "method": "rigl"})}))
+    assert message == (f"test.yaml: study 's': patterns[0]: key 'method' does not apply to kind '{kind}'; a method "
+                       "starts from a pattern of kind random or unstructured (fixed fan-in or unconstrained)")
+
+
+def test_bad_method_option_names_the_study_group_and_run():
+    bad = {"kind": "random", "fanouts": [128, 8], "method": {"name": "rigl", "fraction": 2}}
+    assert error_of(config({"s": morse_study(bad)})) == (
+        "test.yaml: study 's': patterns[0]: run 'rigl_fo128-8_s0': method option 'fraction' must be a number > 0 "
+        "and < 1, got 2")
+    bad = {"kind": "unstructured", "fanouts": [128, 8], "method": {"name": "prune", "finetune_epochs": 2}}
+    assert "study 's': patterns[0]: run 'prune-unstructured_fo128-8_s0': method option 'finetune_epochs' must be an " \
+           "integer >= 1 and < 2, got 2" in error_of(config({"s": morse_study(bad)}))
+    bad = {"kind": "random", "fanouts": [128, 8], "method": "sparse"}
+    message = error_of(config({"s": morse_study(bad)}))
+    assert message.startswith("test.yaml: study 's': key 'patterns[0].method': 'sparse' is not valid: expected a "
+                              "method name (prune, set, rigl)") and "\n" not in message
+
+
+BEYOND = {  # (method, kind) of every run of each preset's beyond studies
+    "config.yaml": {("dense", "dense"), ("predefined", "random"), ("prune", "random"), ("prune", "unstructured"),
+                    ("set", "random"), ("rigl", "random"), ("rigl", "unstructured")},
+    "config/morse.yaml": {("dense", "dense"), ("predefined", "random"), ("prune", "random"),
+                          ("prune", "unstructured"), ("set", "random"), ("rigl", "random")},
+    "config/smoke.yaml": {("predefined", "random"), ("prune", "random"), ("prune", "unstructured"),
+                          ("set", "random"), ("rigl", "random"), ("rigl", "unstructured")},
+}
+
+
+@pytest.mark.parametrize("preset, studies, rules, runs, every", [
+    ("config.yaml", {"beyond_morse": MORSE, "beyond_mnist_cl": (784, 224, 10), "beyond_mnist_conv2cl": (3136, 784, 10)},
+     {"paper", "uniform", "erk"}, 75, 100),
+    # 12 epochs of 1000 steps: an update every 100 steps until 75 % is 89 updates.
+    ("config/morse.yaml", {"beyond_morse": MORSE}, {"paper", "uniform"}, 26, 100),
+    # 2 epochs of 25 steps: 7 updates.
+    ("config/smoke.yaml", {"beyond_morse": MORSE}, {"paper", "uniform", "erk"}, 8, 5),
+])
+def test_presets_hold_the_beyond_studies(preset, studies, rules, runs, every):
+    plan = load_plan(REPO / preset)
+    for study, net in studies.items():
+        ours = [r for r in plan.runs if r.study == study]
+        assert len(ours) == runs and {r.pattern.net for r in ours} == {tuple(net)}
+        assert bool(plan.run_info()["studies"][study]["description"]) == (preset != "config/smoke.yaml")
+        assert {(r.spec.extra["method"], r.pattern.kind) for r in ours} == BEYOND[preset]
+        assert {r.spec.extra.get("allocation") for r in ours if r.spec.extra["method"] == "predefined"} == rules
+        methods = [r for r in ours if r.spec.method]
+        # Every method starts from the paper rule's pre-defined patterns (same fan-outs, same weight budget).
+        paper = {r.pattern.fanouts for r in ours if r.spec.extra.get("allocation") == "paper" and not r.spec.method}
+        assert {r.pattern.fanouts for r in methods} == paper
+        assert all(r.spec.extra["allocation"] == "paper" for r in methods)
+        assert {r.spec.method.get("update_every") for r in methods if r.spec.method["name"] != "prune"} == {every}
+        assert {r.spec.method.get("finetune_epochs") for r in methods if r.spec.method["name"] == "prune"} == {
+            ours[0].spec.epochs // 2}
 
 
 # ------------------------------------------------------------------------------------------ Snakemake

@@ -1,4 +1,5 @@
-"""`predsparse density`: weights, densities and op savings of a net, a pattern file, or the valid splits."""
+"""`predsparse density`: weights, densities and op savings of a net, a pattern file, the valid splits of an
+overall density, or the fan-outs an allocation rule gives it."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 
 from predsparse.cli import parse_int_list
 from predsparse.errors import PatternError
+from predsparse.methods.allocation import RULES
 
-HELP = "CL densities, weight and op counts of a net or a pattern file; or every fan-out split of an overall density"
+HELP = ("CL densities, weight and op counts of a net or a pattern file; every fan-out split of an overall "
+        "density, or the split an allocation rule gives it")
 
 
 def _fraction(text: str) -> float:
@@ -32,8 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tol",
         type=_fraction,
-        default=0.0,
         help="with --overall: accepted distance from it (a fraction; default 0: exact)",
+    )
+    parser.add_argument(
+        "--allocate",
+        metavar="RULE",
+        help=f"with --overall: the fan-outs rule RULE ({', '.join(RULES)}) allocates across the junctions "
+        "(paper: each junction 3x as dense as the one before; erk: Erdos-Renyi as in RigL), with their densities",
     )
     parser.add_argument(
         "--other-params",
@@ -109,20 +117,42 @@ def _print_splits(net, overall: float, tol: float, as_json: bool) -> None:
         print(f"fo {fanouts}: junctions {densities}; overall {100 * record['overall_density']:.4g}%")
 
 
+def _print_allocation(args: argparse.Namespace) -> None:
+    from predsparse.density import density
+    from predsparse.methods.allocation import allocate, target_densities
+
+    targets = target_densities(args.net, args.overall, args.allocate)
+    d = density(args.net, allocate(args.net, args.overall, args.allocate), args.other_params, args.other_ops)
+    if args.json:
+        record = {**d.to_dict(), "allocation": args.allocate, "target_overall": args.overall,
+                  "target_densities": list(targets)}
+        print(json.dumps(record, sort_keys=True))
+        return
+    print(f"{args.allocate} allocation of overall density {args.overall:g} over net {','.join(map(str, d.net))}: "
+          f"fan-outs {','.join(map(str, d.fanouts))} (target junction densities "
+          + ", ".join(f"{100 * t:.4g}%" for t in targets) + ")")
+    _print_density(d, False)
+
+
 def run(args: argparse.Namespace) -> int:
     from predsparse.density import density, pattern_density
     from predsparse.patterns.format import load_pattern
 
     if args.pattern is not None:
-        if args.fanouts is not None or args.overall is not None:
-            raise PatternError("--pattern takes its net and fan-outs from the file; drop --fanouts/--overall")
+        if args.fanouts is not None or args.overall is not None or args.allocate is not None:
+            raise PatternError("--pattern takes its net and fan-outs from the file; drop --fanouts/--overall/--allocate")
         _print_density(pattern_density(load_pattern(args.pattern), args.other_params, args.other_ops), args.json)
+    elif args.allocate is not None:
+        if args.overall is None or args.fanouts is not None or args.tol is not None:
+            raise PatternError("--allocate RULE takes --net and --overall (the density to allocate); drop --fanouts/--tol")
+        _print_allocation(args)
     elif args.overall is not None:
         if args.fanouts is not None:
             raise PatternError("give either --fanouts (account for one net) or --overall (list the splits), not both")
-        _print_splits(args.net, args.overall, args.tol, args.json)
+        _print_splits(args.net, args.overall, 0.0 if args.tol is None else args.tol, args.json)
     elif args.fanouts is not None:
         _print_density(density(args.net, args.fanouts, args.other_params, args.other_ops), args.json)
     else:
-        raise PatternError("with --net, give --fanouts (account for that net) or --overall (list the valid splits)")
+        raise PatternError("with --net, give --fanouts (account for that net) or --overall (list the valid splits; "
+                           "with --allocate RULE, the split RULE gives)")
     return 0

@@ -7,7 +7,8 @@ import sys
 
 HELP = "check a pipeline config (schema and semantics) and print its run table, one row per training run"
 
-COLUMNS = ("study", "run", "dataset", "variant", "model", "net", "fanouts", "kind", "pattern_id", "seed", "epochs")
+COLUMNS = ("study", "run", "dataset", "variant", "model", "net", "fanouts", "kind", "method", "pattern_id", "seed",
+           "epochs")
 
 
 def add_arguments(parser):

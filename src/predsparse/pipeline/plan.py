@@ -5,6 +5,12 @@ trained with every seed. A run's pattern is named by a hash of what defines it (
 kind, options, layer shapes, seed), so runs of different studies that need the same pattern share one
 file, and a dense pattern (which no seed changes) is built once per net.
 
+A group's fan-outs are given (`fanouts`), enumerated at an overall density (`splits`) or allocated
+across junctions by a rule (`allocate`: predsparse.methods.allocation). A group of kind random or
+unstructured may name a `method` (prune, set, rigl: predsparse.methods.options): its runs start from
+the group's patterns, whose fan-outs fix every junction's weight count, and choose their connections
+while training.
+
 Semantic checks happen here, before anything runs: fan-outs must give whole fan-ins fi_i for the net,
 planned clustering and CSC radices must be buildable, the model must take the net's input size, seeds
 and run names must be unique. Each failure is a ConfigError naming the study, the key and the valid
@@ -30,6 +36,7 @@ from typing import Any
 from predsparse import rundir
 from predsparse.errors import ConfigError, PredsparseError
 from predsparse.io import atomic_write_json, atomic_write_text
+from predsparse.methods.options import CONSTRAINTS
 from predsparse.patterns import check_net
 from predsparse.pipeline.config import REPO_ROOT, check_schema
 from predsparse.spec import NUM_CLASSES, RunSpec
@@ -52,11 +59,12 @@ JOB_RESOURCES = {
 FANOUT_KINDS = ("random", "planned", "unstructured")  # kinds built from explicit fan-outs
 GROUP_KEYS = {  # pattern options each kind takes
     "dense": (),
-    "random": ("fanouts", "splits"),
-    "unstructured": ("fanouts", "splits"),
-    "planned": ("fanouts", "splits", "cluster"),
+    "random": ("fanouts", "splits", "allocate"),
+    "unstructured": ("fanouts", "splits", "allocate"),
+    "planned": ("fanouts", "splits", "allocate", "cluster"),
     "csc": ("radices", "compression"),
 }
+# The `method` column of a run without a group `method` (its connections are fixed before training).
 METHOD = {"dense": "dense", "csc": "csc", "random": "predefined", "planned": "predefined", "unstructured": "predefined"}
 VERSIONED = ("predsparse", "torch", "numpy", "mlflow", "snakemake")
 
@@ -76,6 +84,7 @@ class PatternRow:
     radices: str = ""
     shapes: tuple[tuple[int, ...] | None, ...] = ()
     target: float | None = None  # csc: the compression target the radices were planned for (not in the id)
+    allocation: str = ""  # the rule that allocated the fan-outs (predsparse.methods.allocation; not in the id)
 
     @property
     def pattern_id(self) -> str:
@@ -153,6 +162,10 @@ class Run:
             "epochs": s.epochs,
             "device": s.device,
             "method": s.extra["method"],
+            # As summary.csv spells it: the method's options as compact JSON, "" for fixed connections.
+            "method_options": json.dumps({k: v for k, v in s.method.items() if k != "name"}, sort_keys=True,
+                                         separators=(",", ":")) if s.method else "",
+            "allocation": s.extra.get("allocation", ""),
             "compression": s.extra.get("compression"),
             "run_id": s.run_id(),
         }
@@ -328,6 +341,11 @@ class Plan:
             # A group with a net of its own does not inherit the study's layer shapes.
             shapes = self._shapes(gwhere, net, group.get("shapes", None if "net" in group else body.get("shapes")))
             data = self._data_target(gwhere, dataset, model, variant, net)
+            if "method" in group and group["kind"] not in CONSTRAINTS:
+                raise ConfigError(
+                    f"{gwhere}: key 'method' does not apply to kind '{group['kind']}'; a method starts from a "
+                    f"pattern of kind {' or '.join(CONSTRAINTS)} (fixed fan-in or unconstrained)"
+                )
             for pattern, seed in self._patterns(gwhere, group, net, shapes, group_seeds):
                 name = _run_name(group, pattern, "net" in group, seed)
                 if name in names:
@@ -337,13 +355,15 @@ class Plan:
                     )
                 names[name] = f"patterns[{g}]"
                 self.patterns[pattern.pattern_id] = pattern
-                extra = {"method": METHOD[pattern.kind], "pattern_id": pattern.pattern_id,
-                         "compression": self._checked[_unseeded(pattern)], **group.get("extra", {})}
+                extra = {"method": _method_name(group) or METHOD[pattern.kind], "pattern_id": pattern.pattern_id,
+                         "compression": self._checked[_unseeded(pattern)]}
+                if pattern.allocation:
+                    extra["allocation"] = pattern.allocation
                 raw = {
                     "study": study, "run_name": name, "dataset": dataset, "data": data.path,
                     "pattern": self.pattern_path(pattern.pattern_id), "model": model, "variant": variant,
-                    "seed": seed, **training, "device": self.device,
-                    "tracking_uri": self.tracking_uri, "extra": extra,
+                    "seed": seed, **training, "device": self.device, "method": group.get("method", {}),
+                    "tracking_uri": self.tracking_uri, "extra": {**extra, **group.get("extra", {})},
                 }
                 spec = RunSpec.from_dict(raw, where=f"{gwhere}: run '{name}'")
                 self.runs.append(Run(study, name, pattern, spec, resources))
@@ -422,7 +442,7 @@ class Plan:
         """(pattern, training seed) of every run of one group: each pattern (fan-outs or radices, clustering)
         with each seed. A random, planned or unstructured pattern is drawn with the run's seed."""
         kind = group["kind"]
-        for key in ("fanouts", "splits", "cluster", "radices", "compression"):
+        for key in ("fanouts", "splits", "allocate", "cluster", "radices", "compression"):
             if key in group and key not in GROUP_KEYS[kind]:
                 raise ConfigError(
                     f"{where}: key '{key}' does not apply to kind '{kind}'; {kind} takes "
@@ -443,21 +463,28 @@ class Plan:
                 templates = [PatternRow("csc", net, (), None, radices=_planned_radices(where, net, x), shapes=shapes,
                                         target=x) for x in _as_list(group["compression"])]
         else:
-            if ("fanouts" in group) == ("splits" in group):
-                raise ConfigError(f"{where}: kind '{kind}' needs exactly one of the keys 'fanouts' and 'splits'")
-            if "fanouts" in group:
-                key, lists = "fanouts", group["fanouts"] if isinstance(group["fanouts"][0], list) else [group["fanouts"]]
+            given = [key for key in ("fanouts", "splits", "allocate") if key in group]
+            if len(given) != 1:
+                raise ConfigError(f"{where}: kind '{kind}' needs exactly one of the keys 'fanouts', 'splits' and "
+                                  f"'allocate', got {given or 'none'}")
+            key = given[0]
+            if key == "fanouts":
+                fanouts = group["fanouts"] if isinstance(group["fanouts"][0], list) else [group["fanouts"]]
+                lists = [(f, "") for f in fanouts]
+            elif key == "splits":
+                lists = [(f, "") for f in _splits(where, net, group["splits"])]
             else:
-                key, lists = "splits", _splits(where, net, group["splits"])
+                lists = _allocated(where, net, group["allocate"])
             clusters = _as_list(group.get("cluster", "")) if kind == "planned" else [""]
             templates = []
-            for i, fanouts in enumerate(lists):
+            for i, (fanouts, rule) in enumerate(lists):
                 try:
                     _, fanouts = check_net(net, fanouts)
                 except PredsparseError as exc:
                     label = f"{key}[{i}]" if len(lists) > 1 else key
                     raise ConfigError(f"{where}: key '{label}' {list(fanouts)}: {exc}") from None
-                templates += [PatternRow(kind, net, fanouts, 0, cluster=c, shapes=shapes) for c in clusters]
+                templates += [PatternRow(kind, net, fanouts, 0, cluster=c, shapes=shapes, allocation=rule)
+                              for c in clusters]
         runs = []
         for template in templates:
             template = self._checked_options(where, template)
@@ -570,12 +597,38 @@ def _splits(where: str, net: tuple[int, ...], splits: dict) -> list[list[int]]:
     return [list(found[i]) for i in kept]
 
 
+def _allocated(where: str, net: tuple[int, ...], allocate: dict) -> list[tuple[tuple[int, ...], str]]:
+    """(fan-outs, rule) of every (overall density, rule) of an `allocate` key, in that order."""
+    from predsparse.methods.allocation import allocate as allocated_fanouts
+
+    try:
+        return [(allocated_fanouts(net, overall, rule), rule)
+                for overall in _as_list(allocate["overall"]) for rule in _as_list(allocate["rule"])]
+    except PredsparseError as exc:
+        raise ConfigError(f"{where}: key 'allocate': {exc}") from None
+
+
+def _method_name(group: dict) -> str:
+    """The name of a group's `method` (spelled 'rigl' or {name: rigl, ...}); "" when it has none."""
+    method = group.get("method")
+    return "" if not method else method if isinstance(method, str) else method["name"]
+
+
 def _run_name(group: dict, pattern: PatternRow, own_net: bool, seed: int) -> str:
     """Readable and unique within a study, e.g. random_fo128-8_s0, planned_fo128-8_c1f8-2b8_s0,
-    dense_n784-224-10_s0, csc_r8.8-8.8_s0 (the seed of a dense or csc run is its training seed)."""
-    parts = [group.get("name", pattern.kind)]
+    dense_n784-224-10_s0, csc_r8.8-8.8_s0 (the seed of a dense or csc run is its training seed).
+
+    A group with a method is named after it: rigl_fo128-8_s0 starts from a random pattern (fan-in kept),
+    rigl-unstructured_fo128-8_s0 from an unstructured one. Allocated fan-outs carry their rule:
+    random_paper_fo64-12_s0. A group's `name` replaces the first part.
+    """
+    method = _method_name(group)
+    default = f"{method}-unstructured" if method and pattern.kind == "unstructured" else method or pattern.kind
+    parts = [group.get("name", default)]
     if own_net:
         parts.append("n" + _joined(pattern.net, "-"))
+    if pattern.allocation:
+        parts.append(pattern.allocation)
     if pattern.kind in FANOUT_KINDS:
         parts.append("fo" + _joined(pattern.fanouts, "-"))
     if pattern.cluster:
