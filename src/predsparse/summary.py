@@ -11,7 +11,9 @@ SUMMARY_COLUMNS = (
     "study",            # study name from config.yaml
     "run_id",           # RunSpec.run_id(): stable hash of the run's definition
     "run_name",         # readable name
-    "method",           # "predefined" (the paper), "csc", "dense", and later baselines
+    "method",           # dense | predefined (the paper) | csc | prune | set | rigl
+    "method_options",   # JSON of the spec's method options (predsparse.methods.options); empty when fixed
+    "allocation",       # paper | uniform | erk: the rule that split the overall density; empty when given
     "dataset",
     "variant",          # Morse variant; empty for other datasets
     "model",            # mlp | mnist_conv | cifar_conv
@@ -25,7 +27,7 @@ SUMMARY_COLUMNS = (
     "dense_weights",    # CL weights of the fully connected net
     "conv_params",      # conv kernel weights and biases (0 for CL-only nets), counted on the model
     "conv_ops",         # conv multiply-accumulates per sample, counted on the model
-    "scatter_vector",   # ';'-separated S = [S1f, S1b, ..., Sf, Sb]
+    "scatter_vector",   # ';'-separated S = [S1f, S1b, ..., Sf, Sb] of the trained pattern (the final one)
     "scatter",          # min of the vector
     "seed",
     "epochs",

@@ -25,12 +25,17 @@ def summary_row(metrics: dict) -> dict:
     from predsparse.summary import join_list
 
     spec, pattern, scatter = metrics["spec"], metrics["pattern"], metrics["scatter"]
-    method = spec["extra"].get("method") or {"dense": "dense", "csc": "csc"}.get(pattern["kind"], "predefined")
+    method_spec = spec.get("method") or {}
+    method = (method_spec.get("name") or spec["extra"].get("method")
+              or {"dense": "dense", "csc": "csc"}.get(pattern["kind"], "predefined"))
     return {
         "study": spec["study"],
         "run_id": metrics["run_id"],
         "run_name": spec["run_name"],
         "method": method,
+        "method_options": json.dumps({k: v for k, v in method_spec.items() if k != "name"}, sort_keys=True,
+                                     separators=(",", ":")) if method_spec else "",
+        "allocation": spec["extra"].get("allocation", ""),
         "dataset": spec["dataset"],
         "variant": spec["variant"] or "",
         "model": spec["model"],
