@@ -124,13 +124,13 @@ FIXTURE = {
                method="csc", kind="csc", weights=16384)
         + _run("csc_morse", (64, 64, 1024, 64, 64), (16, 16, 1, 16), 0.76, dataset="morse", variant="difficult",
                method="csc", kind="csc", weights=8192)),
-    # A study the report does not know: drawn generically.
-    "beyond_morse_pruning": lambda: (
-        _run("beyond_morse_pruning", (64, 1024, 64), (1024, 64), 0.80, dataset="morse", variant="difficult",
+    # A study the report does not know (not a `beyond*` one): drawn generically.
+    "extra_morse_pruning": lambda: (
+        _run("extra_morse_pruning", (64, 1024, 64), (1024, 64), 0.80, dataset="morse", variant="difficult",
              method="dense")
-        + _run("beyond_morse_pruning", (64, 1024, 64), (128, 8), 0.78, dataset="morse", variant="difficult",
-               method="magnitude_pruning")
-        + _run("beyond_morse_pruning", (64, 1024, 64), (128, 8), 0.74, dataset="morse", variant="difficult")),
+        + _run("extra_morse_pruning", (64, 1024, 64), (128, 8), 0.78, dataset="morse", variant="difficult",
+               method="prune")
+        + _run("extra_morse_pruning", (64, 1024, 64), (128, 8), 0.74, dataset="morse", variant="difficult")),
 }
 
 
@@ -176,8 +176,8 @@ def _mean_pct(rows, key):
 def test_every_file_is_produced_and_non_empty(full_report):
     directory, _, written = full_report
     out = directory / "out"
-    stems = ("fig1", "fig2", "fig3", "fig7", "csc", "beyond_morse_pruning")
-    tables = ("results", "table1", "table2", "scatter", "csc", "ours_vs_paper")
+    stems = ("fig1", "fig2", "fig3", "fig7", "csc", "extra_morse_pruning", "scatter_correlation")
+    tables = ("results", "table1", "table2", "scatter", "csc", "ours_vs_paper", "scatter_correlation")
     expected = ({out / "figures" / f"{s}.{ext}" for s in stems for ext in ("pdf", "png")}
                 | {out / "tables" / f"{t}.{ext}" for t in tables for ext in ("md", "tex")}
                 | {out / "report.md", out / "report.html"})
@@ -229,7 +229,7 @@ def test_table1_and_table2_come_from_the_runs_counts(full_report):
     table1 = {(r[0], r[1]): r for r in _md_rows(directory / "out" / "tables" / "table1.md")}
     row = table1[("CIFAR-10 conv+2CLs (4096-512-16)", "1-1")]
     assert row[2:] == ["0.195, 6.25", "0.219", "4,608", "2,105,344"]  # Section 2.2.1: 4608 weights, 0.22 %
-    assert ("beyond_morse_pruning (64-1024-64)", "128-8") not in table1  # Table 1 holds the paper's studies
+    assert ("extra_morse_pruning (64-1024-64)", "128-8") not in table1  # Table 1 holds the paper's studies
     table2 = {r[0]: r for r in _md_rows(directory / "out" / "tables" / "table2.md")}
     # Morse: 50 % (79.5) is within 1 pp of dense (80.0), 25 % (76.0) is not -> 65,536 weights, 50 % saved.
     assert table2["Morse CL only (64-1024-64)"][1:] == ["0", "0", "0.131", "0.0655", "50%", "50.00", "50.00"]
@@ -301,7 +301,8 @@ def test_partial_summary_gives_a_partial_report_naming_the_gaps(tmp_path):
     assert "Figures not drawn (none of their studies ran): fig2, csc." in report
     assert "Not drawn: panel (a) of `fig7a_morse_scatter`: no scatter values in the summary." in report
     assert "Not drawn: panel (a) of `fig1_cifar10_conv2cl`: no rows in history.csv." in report
-    assert "Tables not produced (no runs of their kind): CSC table, scatter table." in report
+    assert "Tables not produced (no runs of their kind): CSC table, scatter table, beyond-the-paper table, " \
+           "wall-time table, scatter-correlation table." in report
     assert "6 run(s) have no rows in history.csv" in report
     assert "Preset: not recorded (no run-info JSON)" in report
 

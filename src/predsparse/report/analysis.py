@@ -1,4 +1,5 @@
-"""Quantities the paper derives from runs: the dense baseline, Table 2's savings, equal weight budgets.
+"""Quantities derived from runs: the dense baseline, Table 2's savings, equal weight budgets, Spearman's
+rank correlation with its confidence interval, and the names the report gives methods and datasets.
 
 Conventions: densities are fractions; a CL's operations are its weights (one multiply-accumulate per
 weight per sample), as the paper states for Table 2.
@@ -7,7 +8,11 @@ weight per sample), as the paper states for Table 2.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
 
 from predsparse.report.inputs import Group
 from predsparse.report.studies import STUDIES
@@ -22,6 +27,15 @@ BUDGET_RTOL = 0.10
 PAPER_METHODS = ("predefined", "dense")
 # The CSC abstract's claim: compressed nets within 2 % of dense accuracy.
 CSC_WITHIN_PP = 2.0
+# Two-sided 95 % quantile of the standard normal distribution (1.95996...).
+Z95 = statistics.NormalDist().inv_cdf(0.975)
+
+METHOD_NAMES = {"dense": "dense", "predefined": "pre-defined", "csc": "CSC", "prune": "pruning", "set": "SET",
+                "rigl": "RigL"}
+ALLOCATION_NAMES = {"paper": "paper rule", "uniform": "uniform", "erk": "ERK"}
+# What a method keeps fixed, from its pattern file's kind (predsparse.methods.options.CONSTRAINTS).
+CONSTRAINT_NAMES = {"random": "fixed fan-in", "unstructured": "unconstrained"}
+DATASET_NAMES = {"morse": "Morse", "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
 
 def net_label(net) -> str:
@@ -120,3 +134,83 @@ def equal_budgets(groups: list[Group]) -> list[list[Group]]:
         else:
             clusters.append([g])
     return [c for c in clusters if len({g.net for g in c}) > 1]
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman's rho of n points with its 95 % confidence interval [low, high] (NaN where undefined)."""
+
+    rho: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0  # False when the interval is NaN
+
+    def text(self, with_n: bool = True) -> str:
+        """'rho = 0.41 [0.12, 0.64], n = 23'; the interval or rho as n/a where undefined."""
+        n = f", n = {self.n}" if with_n else ""
+        if math.isnan(self.rho):
+            return f"rho = n/a{n}"
+        ci = "" if math.isnan(self.low) else f" [{self.low:.2f}, {self.high:.2f}]"
+        return f"rho = {self.rho:.2f}{ci}{n}"
+
+
+def spearman(x, y) -> Correlation:
+    """Spearman's rank correlation of finite x and y: Pearson's correlation of their ranks, ties given the
+    average of the ranks they span.
+
+    The 95 % confidence interval is tanh(atanh(rho) +/- Z95 * se) with Bonett and Wright's (2000) standard
+    error se = sqrt((1 + rho^2 / 2) / (n - 3)), which keeps the Fisher z interval close to its nominal
+    coverage for Spearman's rho. rho is NaN for fewer than 2 points or when either side is constant; the
+    interval is NaN for fewer than 4 points (n - 3 must be positive) and collapses to rho when |rho| = 1.
+    """
+    x, y = list(x), list(y)
+    if len(x) != len(y):
+        raise ValueError(f"spearman needs as many x as y values, got {len(x)} and {len(y)}")
+    n = len(x)
+    nan = Correlation(math.nan, math.nan, math.nan, n)
+    if n < 2:
+        return nan
+    rx = pd.Series(x, dtype=float).rank(method="average").to_numpy()
+    ry = pd.Series(y, dtype=float).rank(method="average").to_numpy()
+    dx, dy = rx - rx.mean(), ry - ry.mean()
+    spread = math.sqrt(float(np.dot(dx, dx)) * float(np.dot(dy, dy)))
+    if spread == 0:
+        return nan
+    rho = min(1.0, max(-1.0, float(np.dot(dx, dy)) / spread))
+    if n < 4:
+        return Correlation(rho, math.nan, math.nan, n)
+    if abs(rho) == 1:
+        return Correlation(rho, rho, rho, n)
+    z, se = math.atanh(rho), math.sqrt((1 + rho ** 2 / 2) / (n - 3))
+    return Correlation(rho, math.tanh(z - Z95 * se), math.tanh(z + Z95 * se), n)
+
+
+def method_label(method: str, kind: str = "", allocation: str = "") -> str:
+    """The report's name of a method: 'pre-defined (paper rule)', 'pruning (fixed fan-in)', 'SET',
+    'RigL (unconstrained)', 'dense'.
+
+    Pre-defined sparse is named by its density allocation; pruning always by its constraint (the pattern
+    file's kind: random = fixed fan-in, unstructured = unconstrained); pre-defined sparse, SET and RigL by
+    theirs only where it is not the fixed fan-in default (unconstrained, or planned patterns).
+    """
+    name = METHOD_NAMES.get(method, method)
+    notes = []
+    if method == "predefined" and allocation:
+        notes.append(ALLOCATION_NAMES.get(allocation, allocation))
+    if method == "prune":
+        notes.append(CONSTRAINT_NAMES.get(kind, kind))
+    elif method in ("predefined", "set", "rigl") and kind in ("unstructured", "planned"):
+        notes.append(CONSTRAINT_NAMES.get(kind, kind))
+    return f"{name} ({', '.join(notes)})" if notes else name
+
+
+def group_label(group: Group) -> str:
+    return method_label(group.method, group.kind, group.allocation)
+
+
+def dataset_name(dataset: str) -> str:
+    return DATASET_NAMES.get(dataset, dataset)

@@ -1,9 +1,10 @@
 """results/report.md and a self-contained results/report.html, rendered from one list of blocks.
 
 `build_report` reads the summary, history, paper numbers and optional run-info JSON, draws the figures,
-writes the tables and then the document: what was run, every figure and table, ours vs the paper with
-where we agree and where we do not, the deviations from the paper's protocol, the studies that are
-missing, and how to browse the runs in MLflow. The HTML embeds its PNGs as base64 and its CSS, so it
+writes the tables and then the document: what was run, every figure and table, what the runs beyond the
+paper show (methods, density allocations, wall time, accuracy vs scatter), ours vs the paper with where we
+agree and where we do not, the deviations from the paper's protocol, the studies that are missing, and how
+to browse the runs in MLflow. The HTML embeds its PNGs as base64 and its CSS, so it
 opens from file:// with no server; the PDFs it links sit beside it.
 """
 
@@ -20,17 +21,19 @@ from pathlib import Path
 from predsparse import __version__
 from predsparse.io import atomic_write_text
 from predsparse.report.analysis import NO_LOSS_PP
-from predsparse.report.figures import RenderedFigure, render_figures
+from predsparse.report.beyond import correlation_points, reading
+from predsparse.report.figures import RenderedFigure, render_beyond_figures, render_figures
 from predsparse.report.inputs import Group, group_runs, load_history, load_paper, load_run_info, load_summary
 from predsparse.report.paper import (ACC_TOLERANCE_PP, REL_TOLERANCE, Comparison, compare, default_paper_path,
                                      describe_row)
-from predsparse.report.studies import FIGURES, STUDIES, study_info
-from predsparse.report.tables import Table, build_tables
+from predsparse.report.studies import FIGURES, STUDIES, is_beyond, study_info
+from predsparse.report.tables import BEYOND_TABLES, Table, build_tables
 
 TITLE = "predsparse - reproduction report"
 PAPER = ('Dey, Huang, Beerel, Chugg, "Characterizing Sparse Connectivity Patterns in Neural Networks" '
          "(ICLR 2018 submission)")
 MLFLOW_URI = "sqlite:///results/mlflow.db"
+BEYOND_HEADING = "Beyond the paper"
 COMMAND_CHARS = 200  # longer commands (e.g. a Snakemake job's) are cut in "What was run"
 MORSE_CEILING = ("Morse codebook: classes `H^` and `(` share the code `-.--.`, so no classifier can exceed "
                  "63/64 = 98.44 % on Morse data; the codebook is kept as the paper's for fidelity.")
@@ -231,9 +234,14 @@ def _coverage(groups, figures: list[RenderedFigure], tables: list[Table], histor
                                  + ", ".join(dict.fromkeys(letter for letter, _ in s.panels)) for s in missing))]
     else:
         blocks.append(Para("Every study of the paper is in this summary."))
-    unknown = sorted(present - set(STUDIES))
+    beyond = sorted(s for s in present if is_beyond(s))
+    if beyond:
+        blocks.append(Para("Studies beyond the paper (methods and density allocations at equal weight budgets), "
+                           f"drawn in [{BEYOND_HEADING}](#{slug(BEYOND_HEADING)}): "
+                           + ", ".join(f"`{s}`" for s in beyond) + "."))
+    unknown = sorted(present - set(STUDIES) - set(beyond))
     if unknown:
-        blocks.append(Para("Studies beyond the paper's list, each drawn as accuracy vs overall CL density: "
+        blocks.append(Para("Other studies beyond the paper's list, each drawn as accuracy vs overall CL density: "
                            + ", ".join(f"`{s}`" for s in unknown) + "."))
     reported = {f.stem for f in figures}  # drawn, or named in Figures with the reason
     not_drawn = [stem for stem in FIGURES if stem not in reported]
@@ -244,7 +252,8 @@ def _coverage(groups, figures: list[RenderedFigure], tables: list[Table], histor
         blocks.append(Para(f"{without_history} run(s) have no rows in history.csv: their epoch curves and "
                            "1/5-epoch bars are missing."))
     absent_tables = {"table1": "Table 1", "table2": "Table 2", "csc": "CSC table", "scatter": "scatter table",
-                     "ours_vs_paper": "ours-vs-paper table"}
+                     "ours_vs_paper": "ours-vs-paper table", "beyond": "beyond-the-paper table",
+                     "wall_time": "wall-time table", "scatter_correlation": "scatter-correlation table"}
     names = {t.name for t in tables}
     skipped = [label for name, label in absent_tables.items() if name not in names]
     if skipped:
@@ -265,6 +274,41 @@ def _figures(figures: list[RenderedFigure], out_dir: Path) -> list:
             blocks.append(Para("Not drawn (study not run): " + ", ".join(f"`{s}`" for s in fig.missing) + "."))
         if fig.skipped:
             blocks.append(Para("Not drawn: " + "; ".join(fig.skipped) + "."))
+    return blocks
+
+
+def _beyond(groups, figures: list[RenderedFigure], table_blocks: list[TableBlock], out_dir: Path) -> list:
+    """Methods and allocations of the beyond studies, wall time, accuracy vs scatter, and their reading."""
+    def image(stem):
+        fig = next((f for f in figures if f.stem == stem), None)
+        if fig is None:
+            return []
+        png, pdf = (p.relative_to(out_dir).as_posix() for p in fig.paths[::-1])
+        return [Image(png, pdf, fig.caption)]
+
+    tables = {b.table.name: b for b in table_blocks if b.table.name in BEYOND_TABLES}
+    blocks = [Heading(2, BEYOND_HEADING),
+              Para("Not in the paper: pre-defined sparsity against magnitude pruning and dynamic sparse training "
+                   "(SET, RigL) at the same weight budgets, the density allocation across junctions (paper rule, "
+                   "uniform, ERK) at equal overall density, training wall time per method, and how accuracy "
+                   "follows scatter across every sparse pattern trained. Computed from results/summary.csv only.")]
+    ran = any(is_beyond(g.study) for g in groups)
+    if ran:
+        blocks += [Heading(3, "Methods at equal overall density"), *image("beyond"), tables["beyond"],
+                   Heading(3, "Training wall time"), tables["wall_time"]]
+    else:
+        blocks.append(Para("No `beyond*` study ran: no comparison of methods, allocations or wall times."))
+    if correlation_points(groups):
+        blocks += [Heading(3, "Accuracy vs scatter"), *image("scatter_correlation"), tables["scatter_correlation"]]
+    else:
+        blocks.append(Para("No sparse configuration has a scatter value: no correlation of accuracy with scatter."))
+    items = reading(groups)
+    if items:
+        how = ("Generated from the numbers above." + (
+            " Methods are compared on test accuracy (mean over seeds) against pre-defined sparse of the same study "
+            "and density (its paper-rule allocation where that ran); a difference within one sd of the seeds is "
+            "not a clear one." if ran else ""))
+        blocks += [Heading(3, "Reading"), Para(how), Bullets(tuple(items))]
     return blocks
 
 
@@ -348,8 +392,9 @@ def build_report(summary_path, history_path, out_dir, run_info_path=None, paper_
     comparisons, uncovered = compare(paper, groups)
 
     figures = render_figures(groups, history, comparisons, out_dir / "figures")
+    beyond_figures = render_beyond_figures(groups, out_dir / "figures")
     tables = build_tables(groups, comparisons)
-    written = [p for f in figures for p in f.paths]
+    written = [p for f in figures + beyond_figures for p in f.paths]
     table_blocks = []
     for table in tables:
         paths = table.write(out_dir / "tables")
@@ -364,7 +409,9 @@ def build_report(summary_path, history_path, out_dir, run_info_path=None, paper_
     blocks += _what_was_run(summary, groups, run_info)
     blocks += _coverage(groups, figures, tables, set(history["run_id"]), run_info)
     blocks += _figures(figures, out_dir)
-    blocks += [Heading(2, "Tables"), *[b for b in table_blocks if b.table.name != "ours_vs_paper"]]
+    blocks += [Heading(2, "Tables"),
+               *[b for b in table_blocks if b.table.name != "ours_vs_paper" and b.table.name not in BEYOND_TABLES]]
+    blocks += _beyond(groups, beyond_figures, table_blocks, out_dir)
     blocks += _agreement(comparisons, uncovered) + agreement_table
     blocks += _deviations(summary, groups, run_info)
     blocks += _mlflow(run_info)

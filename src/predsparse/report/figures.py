@@ -1,10 +1,12 @@
-"""Paper-style figures (Fig. 1, 2, 3, 7 and the CSC study) drawn from grouped runs only.
+"""Paper-style figures (Fig. 1, 2, 3, 7 and the CSC study) and the "Beyond the paper" figures (methods
+vs density, accuracy vs scatter with Spearman's rho), drawn from grouped runs only.
 
 Every panel shows the mean over seeds; bars and bands are +/- one sample standard deviation where a
 configuration has more than one seed. A figure draws the panels whose studies are in the summary and no
 others; the paper's reported values are overlaid in black where paper_numbers.csv gives them.
 Accuracies are best validation accuracies (the paper's y axis), except the CSC study, which uses test
-accuracy (the CSC abstract's claim).
+accuracy (the CSC abstract's claim), and the beyond figure, which uses the test accuracy of the
+best-validation checkpoint (a held-out number for comparing training methods).
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from predsparse.report import theme
-from predsparse.report.analysis import CSC_WITHIN_PP, PAPER_METHODS, compressions, equal_budgets, net_label, pct
+from predsparse.report.analysis import (CSC_WITHIN_PP, METHOD_NAMES, PAPER_METHODS, Correlation, compressions,
+                                        dataset_name, equal_budgets, net_label, pct)
+from predsparse.report.beyond import by_study, correlation_rows, density_levels, order, series_labels
 from predsparse.report.inputs import Group, milestone_accuracies
 from predsparse.report.paper import Comparison, scatter_label
-from predsparse.report.studies import FIGURES, GENERIC_CAPTION, STUDIES, Study, study_info
+from predsparse.report.studies import (BEYOND_FIGURES, FIGURES, GENERIC_CAPTION, STUDIES, Study, is_beyond,
+                                       study_info)
 
 PANEL_SIZE = (3.3, 2.55)  # inches per panel
 MAX_COLUMNS = 3
@@ -322,9 +328,26 @@ def _panels(studies: list[Study], groups: list[Group], history_ids: set[str]) ->
 
 
 def figure_stems(groups: list[Group]) -> list[str]:
-    """The paper's figures in order, then one figure per study not in STUDIES (summary order)."""
-    generic = [s for s in dict.fromkeys(g.study for g in groups) if s not in STUDIES]
+    """The paper's figures in order, then one figure per study neither in STUDIES nor a beyond study."""
+    generic = [s for s in dict.fromkeys(g.study for g in groups) if s not in STUDIES and not is_beyond(s)]
     return list(FIGURES) + generic
+
+
+def _save_grid(out_dir: Path, stem: str, panels, suptitle: str | None = None) -> list[Path]:
+    """Draw panels [(title, draw(ax)), ...] on a grid of up to MAX_COLUMNS columns; write PDF and PNG."""
+    columns = min(MAX_COLUMNS, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    with theme.themed():
+        fig = theme.new_figure(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows)
+        axes = fig.subplots(rows, columns, squeeze=False).ravel()
+        for ax, (title, draw) in zip(axes, panels):
+            draw(ax)
+            ax.set_title(title, loc="left")
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        if suptitle:
+            fig.suptitle(suptitle, fontsize=9)
+        return theme.save_figure(fig, out_dir, stem)
 
 
 def render_figures(groups: list[Group], history: pd.DataFrame, comparisons: list[Comparison],
@@ -332,6 +355,7 @@ def render_figures(groups: list[Group], history: pd.DataFrame, comparisons: list
     """Draw every figure that has at least one study in the summary; write PDF and PNG to out_dir.
 
     A figure whose studies ran but cannot fill a panel is returned without paths, with the reasons.
+    The beyond studies are drawn by `render_beyond_figures`.
     """
     present = {g.study for g in groups}
     history_ids = set(history["run_id"])
@@ -345,18 +369,81 @@ def render_figures(groups: list[Group], history: pd.DataFrame, comparisons: list
             if skipped:  # studies ran but cannot fill any panel: say why
                 rendered.append(RenderedFigure(stem, caption, (), missing, tuple(skipped)))
             continue
-        columns = min(MAX_COLUMNS, len(panels))
-        rows = math.ceil(len(panels) / columns)
-        with theme.themed():
-            fig = theme.new_figure(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows)
-            axes = fig.subplots(rows, columns, squeeze=False).ravel()
-            for ax, panel in zip(axes, panels):
-                DRAW[panel.view](ax, panel, groups, history, comparisons)
-                ax.set_title(panel.title, loc="left")
-            for ax in axes[len(panels):]:
-                ax.set_visible(False)
-            if stem == "csc":
-                fig.suptitle("CSC layers - reconstruction from the abstract", fontsize=9)
-            paths = theme.save_figure(fig, out_dir, stem)
+        drawers = [(panel.title, lambda ax, panel=panel: DRAW[panel.view](ax, panel, groups, history, comparisons))
+                   for panel in panels]
+        paths = _save_grid(out_dir, stem, drawers,
+                           "CSC layers - reconstruction from the abstract" if stem == "csc" else None)
         rendered.append(RenderedFigure(stem, caption, tuple(paths), missing, tuple(skipped)))
+    return rendered
+
+
+# --- Beyond the paper -----------------------------------------------------------------------------------
+
+METHOD_MARKERS = {"predefined": "o", "prune": "v", "set": "s", "rigl": "D", "csc": "^"}
+
+
+def _draw_methods(ax, study_groups: list[Group]):
+    """Test accuracy vs overall density, one line per method label; dense nets as horizontal lines."""
+    labels = series_labels(study_groups)
+    for dense in (g for g in study_groups if g.is_dense):
+        mean, sd = 100 * dense.test.mean, 100 * dense.test.sd
+        ax.axhline(mean, color="black", linewidth=1.0, label=labels[dense])
+        if dense.test.n > 1:
+            ax.axhspan(mean - sd, mean + sd, color="black", alpha=0.12, linewidth=0, zorder=0)
+    sparse = [g for g in study_groups if not g.is_dense]
+    xs = []
+    for color, label in zip(theme.PALETTE * 3, dict.fromkeys(labels[g] for g in sorted(sparse, key=order))):
+        line = sorted((g for g in sparse if labels[g] == label), key=lambda g: g.overall_density)
+        x = [100 * g.overall_density for g in line]
+        xs += x
+        _errorbar(ax, x, [g.test for g in line], color=color, marker=METHOD_MARKERS.get(line[0].method, "P"),
+                  linestyle="--" if line[0].kind == "unstructured" else "-", label=label)
+    if xs:
+        _percent_log_x(ax, xs)
+    ax.set_xlabel("Overall CL density")
+    ax.set_ylabel("Test accuracy (%)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+
+
+def _correlation_title(dataset: str, c: Correlation) -> str:
+    return f"{dataset_name(dataset)}\nSpearman {c.text().replace('rho', 'ρ')}"
+
+
+def _draw_correlation(ax, points: list[Group]):
+    """Best validation accuracy vs scatter, colour = density level, marker = method."""
+    levels = density_levels(points)
+    ordered_levels = sorted(set(levels.values()), key=lambda lv: lv.low)
+    colors = dict(zip(ordered_levels, theme.PALETTE * 3))
+    for g in points:
+        ax.scatter([g.scatter], [100 * g.best_val.mean], color=colors[levels[g]], s=18, linewidths=0.4,
+                   edgecolors="white", marker=METHOD_MARKERS.get(g.method, "P"), zorder=3)
+    # One legend: the densities (colours), then the methods (markers) under a header entry of their own.
+    handles = [Line2D([], [], color=colors[lv], marker="o", linestyle="", label=lv.label) for lv in ordered_levels]
+    handles.append(Line2D([], [], linestyle="", label="Method"))
+    methods = dict.fromkeys(g.method for g in sorted(points, key=order))
+    handles += [Line2D([], [], color="0.35", marker=METHOD_MARKERS.get(m, "P"), linestyle="",
+                       label=METHOD_NAMES.get(m, m)) for m in methods]
+    ax.legend(handles=handles, title="Overall CL density", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("Scatter S")
+    ax.set_ylabel("Best validation accuracy (%)")
+
+
+def render_beyond_figures(groups: list[Group], out_dir: Path) -> list[RenderedFigure]:
+    """The "beyond" figure (one panel per beyond study) when a beyond study ran, and "scatter_correlation"
+    (one panel per dataset) when some sparse configuration has a scatter value."""
+    rendered = []
+    studies = by_study(groups)
+    if studies:
+        panels = [(study_info(name).title, lambda ax, mine=mine: _draw_methods(ax, mine))
+                  for name, mine in studies.items()]
+        paths = _save_grid(out_dir, "beyond", panels)
+        rendered.append(RenderedFigure("beyond", BEYOND_FIGURES["beyond"], tuple(paths), (), ()))
+    pooled = [r for r in correlation_rows(groups) if r.level is None]
+    if pooled:
+        panels = [(_correlation_title(r.dataset, r.correlation),
+                   lambda ax, r=r: _draw_correlation(ax, list(r.points))) for r in pooled]
+        paths = _save_grid(out_dir, "scatter_correlation", panels)
+        rendered.append(RenderedFigure("scatter_correlation", BEYOND_FIGURES["scatter_correlation"], tuple(paths),
+                                       (), ()))
     return rendered

@@ -26,6 +26,9 @@ _FLOAT = ("overall_density", "scatter", "best_val_acc", "val_acc_epoch1", "val_a
 _REQUIRED_CELLS = ("study", "run_id", "method", "dataset", "net", "fanouts", "overall_density", "weights",
                    "dense_weights", "conv_params", "conv_ops", "seed", "epochs", "best_val_acc")
 _LISTS = {"net": int, "fanouts": int, "junction_densities": float, "scatter_vector": float}
+# Columns added after summaries were first written; an older summary lacks them and reads as "" (fixed
+# connections, fan-outs given rather than allocated), which is what those runs were.
+_LATER_COLUMNS = ("method_options", "allocation")
 
 # The keys of the pipeline's run_info.json the report reads, and their types (others are ignored).
 RUN_INFO_KEYS = {"preset": str, "description": str, "config": str, "command": str, "git_commit": str,
@@ -69,7 +72,10 @@ def _numbers(frame: pd.DataFrame, column: str, path: Path, integer: bool) -> pd.
 def load_summary(path) -> pd.DataFrame:
     """results/summary.csv with numbers parsed and lists (net, fan-outs, ...) as tuples."""
     path = Path(path)
-    frame = _read_csv(path, SUMMARY_COLUMNS, "summary")
+    frame = _read_csv(path, [c for c in SUMMARY_COLUMNS if c not in _LATER_COLUMNS], "summary")
+    for column in _LATER_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = ""
     if frame.empty:
         raise ReportError(f"summary file {path} has no runs")
     for column in _REQUIRED_CELLS:
@@ -149,11 +155,14 @@ class Group:
     """The runs of one configuration (everything but the seed), summarised over seeds.
 
     net = (N_1, ..., N_{J+1}), fanouts = (fo_1, ..., fo_J); densities are fractions; scatter_vector is
-    S = [S1f, S1b, ..., Sf, Sb] averaged over seeds (random patterns differ per seed).
+    S = [S1f, S1b, ..., Sf, Sb] averaged over seeds (random patterns differ per seed). wall_time is the
+    training wall time per run in seconds, epoch_time the same per epoch of each run.
     """
 
     study: str
     method: str
+    method_options: str
+    allocation: str
     dataset: str
     variant: str
     model: str
@@ -174,13 +183,16 @@ class Group:
     test: Stat
     conv_params: float
     conv_ops: float
+    wall_time: Stat
+    epoch_time: Stat
 
     @property
     def is_dense(self) -> bool:
         return self.weights == self.dense_weights
 
 
-GROUP_KEY = ("study", "method", "dataset", "variant", "model", "net", "fanouts", "kind", "pattern_options")
+GROUP_KEY = ("study", "method", "method_options", "allocation", "dataset", "variant", "model", "net", "fanouts",
+             "kind", "pattern_options")
 
 
 def group_runs(summary: pd.DataFrame) -> list[Group]:
@@ -206,6 +218,8 @@ def group_runs(summary: pd.DataFrame) -> list[Group]:
             test=Stat.of(runs["test_acc"]),
             conv_params=float(first["conv_params"]),
             conv_ops=float(first["conv_ops"]),
+            wall_time=Stat.of(runs["wall_time_s"]),
+            epoch_time=Stat.of(runs["wall_time_s"] / runs["epochs"]),
         ))
     order = {name: i for i, name in enumerate(dict.fromkeys(summary["study"]))}
     return sorted(groups, key=lambda g: order[g.study])

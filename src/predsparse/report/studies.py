@@ -1,8 +1,10 @@
 """The studies the report knows: which paper figure panel each one feeds, its title and its x quantity.
 
 This is the one list of study names shared by the pipeline (config.yaml uses these names) and the report.
-A study not listed here is still reported: it gets a figure of its own, accuracy vs overall CL density
-(see `study_info`).
+`STUDIES` are the paper's; a study whose name starts with `beyond` (`BEYOND` lists the issue's, and a
+user's `beyond_cifar10` is treated the same) compares methods and density allocations and is drawn in
+the report's "Beyond the paper" section. Any other study is still reported: it gets a figure of its own,
+accuracy vs overall CL density (see `study_info`).
 
 Views (what a panel draws):
 - ``curves``: validation accuracy vs epoch, one line per overall CL density (Fig. 1 a/b/d/e, 2 a);
@@ -13,14 +15,17 @@ Views (what a panel draws):
 - ``split``: accuracy vs junction-1 density at a fixed overall density, with the equal-density line
   (Fig. 3 b/c);
 - ``scatter``: accuracy vs scatter S, each point labelled with its scatter vector (Fig. 7);
-- ``compression``: accuracy vs compression for CSC, random pre-defined sparse and dense (CSC study).
+- ``compression``: accuracy vs compression for CSC, random pre-defined sparse and dense (CSC study);
+- ``methods``: test accuracy vs overall CL density, one line per method (pre-defined sparse with each
+  density allocation, pruning, SET, RigL), the dense net as a horizontal line (``beyond*`` studies).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-VIEWS = ("curves", "milestones", "density", "split", "scatter", "compression")
+VIEWS = ("curves", "milestones", "density", "split", "scatter", "compression", "methods")
+BEYOND_PREFIX = "beyond"
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,46 @@ FIGURES: dict[str, str] = {
 GENERIC_CAPTION = "Study {name} - best validation accuracy vs overall CL density, one line per net and method."
 
 
+def _beyond_study(name: str, title: str) -> Study:
+    return Study(name, "beyond", (("", "methods"),), title, "overall_density")
+
+
+# The issue's studies beyond the paper (config.yaml); they are not paper studies, so no panel letters.
+BEYOND: dict[str, Study] = {
+    s.name: s
+    for s in (
+        _beyond_study("beyond_morse", "Morse CL only (64-1024-64)"),
+        _beyond_study("beyond_mnist_cl", "MNIST CL only"),
+        _beyond_study("beyond_mnist_conv2cl", "MNIST conv+2CLs (3136-784-10)"),
+    )
+}
+
+# Figure stem -> caption of the "Beyond the paper" figures, in the report's order.
+BEYOND_FIGURES: dict[str, str] = {
+    "beyond": "Beyond the paper - test accuracy (of the best-validation checkpoint) vs overall CL density, one "
+              "line per method: pre-defined sparse with each density allocation across junctions, magnitude "
+              "pruning, SET and RigL at the same weight budgets; fixed fan-in keeps every right neuron's fan-in, "
+              "unconstrained only each junction's weight count. The dense net is the horizontal line.",
+    "scatter_correlation": "Accuracy vs scatter - best validation accuracy vs scatter S of every sparse "
+                           "configuration trained (every study and method with a scatter value; each point a "
+                           "configuration's mean over seeds), coloured by overall CL density, with Spearman's "
+                           "rank correlation and its 95 % confidence interval per dataset. Dense nets are left "
+                           "out: their S = 1 and density 100 % say nothing about sparse patterns.",
+}
+
+
+def is_beyond(name: str) -> bool:
+    """A study of the "Beyond the paper" section: its name starts with `beyond`."""
+    return name.startswith(BEYOND_PREFIX)
+
+
 def study_info(name: str) -> Study:
-    """The study's entry in STUDIES, or a generic one (accuracy vs overall density) for a study not listed."""
+    """The study's entry in STUDIES or BEYOND; a generic one for another `beyond*` study (drawn in the
+    beyond figure) or for a study not listed (accuracy vs overall density in a figure of its own)."""
     if name in STUDIES:
         return STUDIES[name]
+    if name in BEYOND:
+        return BEYOND[name]
+    if is_beyond(name):
+        return _beyond_study(name, name)
     return Study(name, name, (("", "density"),), name, "overall_density")

@@ -5,7 +5,10 @@
 - scatter: the points of Fig. 7 with their scatter vectors;
 - csc: CSC vs random pre-defined sparse vs dense at each compression;
 - results: every configuration run (means over seeds);
-- ours_vs_paper: every paper_numbers.csv row our runs cover, ours beside it with the difference.
+- ours_vs_paper: every paper_numbers.csv row our runs cover, ours beside it with the difference;
+- beyond, wall_time, scatter_correlation (the "Beyond the paper" section, `BEYOND_TABLES`): every method
+  of the beyond studies per density, training wall time per method, and Spearman's rho of accuracy vs
+  scatter per dataset (report.beyond).
 Accuracies and densities are printed in percent; "a ± b" is mean ± sample sd over seeds.
 """
 
@@ -16,13 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from predsparse.io import atomic_write_text
-from predsparse.report.analysis import (CSC_WITHIN_PP, NO_LOSS_PP, PAPER_METHODS, compressions, is_table_study,
-                                        net_label, pct, savings)
+from predsparse.report.analysis import (ALLOCATION_NAMES, CSC_WITHIN_PP, NO_LOSS_PP, PAPER_METHODS, Correlation,
+                                        compressions, dataset_name, is_table_study, net_label, pct, savings)
+from predsparse.report.beyond import (DENSITY_RTOL, MIN_LEVEL_POINTS, correlation_rows, method_rows,
+                                      wall_time_rows)
 from predsparse.report.inputs import Group, Stat
 from predsparse.report.paper import Comparison, scatter_label
 from predsparse.report.studies import study_info
 
 NA = "n/a"
+BEYOND_TABLES = ("beyond", "wall_time", "scatter_correlation")  # drawn in "Beyond the paper", in this order
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "±": r"$\pm$", "×": r"$\times$", "−": "$-$"}
@@ -75,6 +81,17 @@ def percents(values) -> str:
 def scaled(count: float, unit: float = 1e6) -> str:
     """A count in millions (or `unit`), three significant digits; n/a when unknown."""
     return NA if math.isnan(count) else f"{count / unit:.3g}"
+
+
+def seconds(value: float) -> str:
+    """Seconds with three significant digits ('12.5', '1,234'); n/a when not recorded."""
+    if math.isnan(value):
+        return NA
+    return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
+
+
+def ratio(value: float) -> str:
+    return NA if math.isnan(value) else f"{value:.2f}"
 
 
 def _net_name(group: Group) -> str:
@@ -179,9 +196,64 @@ def scatter_table(groups: list[Group]) -> Table | None:
                  ("Study", "Kind", "Fan-outs", "Scatter vector", "S", "Best val. acc. (%)"), rows, "llllrr")
 
 
+def beyond_table(groups: list[Group]) -> Table | None:
+    """Every configuration of the beyond studies, by study, density and method."""
+    rows = []
+    for r in method_rows(groups):
+        g = r.group
+        allocation = "-" if g.is_dense else ALLOCATION_NAMES.get(g.allocation, g.allocation or "given")
+        rows.append((g.study, r.label, f"{100 * g.overall_density:.3g}", allocation, str(len(g.seeds)), acc(g.test),
+                     acc(g.best_val), seconds(g.wall_time.mean), ratio(r.wall_ratio)))
+    if not rows:
+        return None
+    return Table("beyond", "Beyond the paper - every method at each overall CL density (mean ± sd over seeds)",
+                 ("Study", "Method", "Overall CL density (%)", "Allocation", "Seeds", "Test acc. (%)",
+                  "Best val. acc. (%)", "Wall time per run (s)", "Wall time vs pre-defined"), tuple(rows),
+                 "llrlrrrrr",
+                 note="Test accuracy of the best-validation checkpoint. Allocation: how the overall density was split "
+                      "across junctions (given: fan-outs set in the config). Wall time vs pre-defined: mean training "
+                      "wall time per run over that of pre-defined sparse (paper rule where it ran) in the same study "
+                      f"at the same overall density (densities within {100 * DENSITY_RTOL:g} % of each other count "
+                      "as one); a pruning run's time includes its dense phase.")
+
+
+def wall_time_table(groups: list[Group]) -> Table | None:
+    rows = tuple((r.study, r.label, str(r.runs), "/".join(map(str, r.epochs)), seconds(r.per_run),
+                  seconds(r.per_epoch), ratio(r.ratio)) for r in wall_time_rows(method_rows(groups)))
+    if not rows:
+        return None
+    return Table("wall_time", "Training wall time per method (beyond studies)",
+                 ("Study", "Method", "Runs", "Epochs", "Wall time per run (s)", "Wall time per epoch (s)",
+                  "Per epoch vs pre-defined"), rows, "llrlrrr",
+                 note="Means over runs, as measured on the runs' device. Per epoch vs pre-defined: the method's mean "
+                      "wall time per epoch over pre-defined sparse's (paper rule where it ran) at the overall "
+                      "densities both ran; the dense net is compared with pre-defined sparse at every density.")
+
+
+def _rho(c: Correlation) -> tuple[str, str]:
+    return (NA if math.isnan(c.rho) else f"{c.rho:.2f}",
+            NA if math.isnan(c.low) else f"[{c.low:.2f}, {c.high:.2f}]")
+
+
+def scatter_correlation_table(groups: list[Group]) -> Table | None:
+    rows = tuple((dataset_name(r.dataset), "all (pooled)" if r.level is None else r.level.label, str(r.correlation.n),
+                  *_rho(r.correlation)) for r in correlation_rows(groups))
+    if not rows:
+        return None
+    return Table("scatter_correlation", "Spearman rank correlation of best validation accuracy with scatter S",
+                 ("Dataset", "Overall CL density", "Configurations", "Spearman rho", "95 % CI"), rows, "llrrr",
+                 note="Every sparse configuration trained (all studies and methods with a scatter value; dense nets "
+                      "excluded), one point per configuration (mean over seeds); a pattern trained in several studies "
+                      "or under several allocation names counts once per configuration. 95 % CI: Fisher z with the "
+                      "Bonett-Wright standard error; n/a below 4 configurations. Pooling densities mixes the effect "
+                      f"of density with that of scatter, so densities with at least {MIN_LEVEL_POINTS} "
+                      "configurations get rows of their own.")
+
+
 def build_tables(groups: list[Group], comparisons: list[Comparison]) -> list[Table]:
     """The tables our runs support, in report order (absent ones are skipped, and named by the report)."""
     candidates = [table1(groups), table2(groups), scatter_table(groups), csc_table(groups), results_table(groups),
-                  ours_vs_paper_table(comparisons)]
+                  ours_vs_paper_table(comparisons), beyond_table(groups), wall_time_table(groups),
+                  scatter_correlation_table(groups)]
     return [t for t in candidates if t is not None]
 
