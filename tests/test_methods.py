@@ -25,18 +25,10 @@ from predsparse.patterns import generate_pattern, load_pattern
 from predsparse.scatter import scatter_vector
 from predsparse.spec import RunSpec
 from predsparse.train import make_optimizer, resolve_spec, train_epoch, train_run
-from test_train import VOLATILE, synthetic_morse
+from test_train import VOLATILE, one_thread, synthetic_morse  # noqa: F401 - one_thread: autouse fixture
 
 NET = (64, 128, 64)
 FANOUTS = (32, 8)  # fi = 16 and 16: junction densities 25 % and 12.5 %
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -118,23 +118,27 @@ def test_bfloat16_products_accumulate_in_float32(kernels):
     assert kernels.connection_dots(grad_y_t, x_all_ones, layer.fan_in_index)[0, 0].item() == 320
 
 
-@kernel_test
-def test_autograd_function_on_triton_backend_matches_cpu_backend(kernels):
-    layer = layer_for(24, 12, 2)
+def assert_backends_agree(kernels, layer, bias: bool):
+    """One SparseLinearFunction step on the Triton backend equals the CPU backend's."""
     triton_backend = gather_backend(kernels.gather_reduce, kernels.connection_dots)
-    x, grad_y = torch.randn(5, 24), torch.randn(5, 12)
+    x, grad_y = torch.randn(5, layer.in_features), torch.randn(5, layer.out_features)
     results = []
     for backend, device in ((triton_backend, DEVICE), (CPU_BACKEND, "cpu")):
         on = layer.to(device)
         xi = x.to(device).requires_grad_()
         w = on.weight.detach().clone().requires_grad_()
-        b = on.bias.detach().clone().requires_grad_()
+        b = on.bias.detach().clone().requires_grad_() if bias else None
         index = (on.fan_in_index, on.fan_out_right, on.fan_out_position)
         y = SparseLinearFunction.apply(xi, w, b, *index, backend)
         y.backward(grad_y.to(device))
-        results.append([t.detach().cpu() for t in (y, xi.grad, w.grad, b.grad)])
+        results.append([t.detach().cpu() for t in (y, xi.grad, w.grad) + ((b.grad,) if bias else ())])
     for got, want in zip(*results):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@kernel_test
+def test_autograd_function_on_triton_backend_matches_cpu_backend(kernels):
+    assert_backends_agree(kernels, layer_for(24, 12, 2), bias=True)
 
 
 @kernel_test
@@ -144,15 +148,4 @@ def test_free_fan_outs_on_triton_backend_match_cpu_backend(kernels):
                          for r in range(12)])
     layer = SparseLinear(24, 12, index, fixed_fan_out=False)
     assert layer.fan_out_position.numel() > layer.weight.numel()
-    triton_backend = gather_backend(kernels.gather_reduce, kernels.connection_dots)
-    x, grad_y = torch.randn(5, 24), torch.randn(5, 12)
-    results = []
-    for backend, device in ((triton_backend, DEVICE), (CPU_BACKEND, "cpu")):
-        on = layer.to(device)
-        xi = x.to(device).requires_grad_()
-        w = on.weight.detach().clone().requires_grad_()
-        y = SparseLinearFunction.apply(xi, w, None, on.fan_in_index, on.fan_out_right, on.fan_out_position, backend)
-        y.backward(grad_y.to(device))
-        results.append([t.detach().cpu() for t in (y, xi.grad, w.grad)])
-    for got, want in zip(*results):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert_backends_agree(kernels, layer, bias=False)

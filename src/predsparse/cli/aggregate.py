@@ -22,6 +22,7 @@ def add_arguments(parser):
 
 def summary_row(metrics: dict) -> dict:
     """The summary.csv row (predsparse.summary.SUMMARY_COLUMNS) of a finished run's metrics.json."""
+    from predsparse.methods.options import options_json
     from predsparse.summary import join_list
 
     spec, pattern, scatter = metrics["spec"], metrics["pattern"], metrics["scatter"]
@@ -33,8 +34,7 @@ def summary_row(metrics: dict) -> dict:
         "run_id": metrics["run_id"],
         "run_name": spec["run_name"],
         "method": method,
-        "method_options": json.dumps({k: v for k, v in method_spec.items() if k != "name"}, sort_keys=True,
-                                     separators=(",", ":")) if method_spec else "",
+        "method_options": options_json(method_spec),
         "allocation": spec["extra"].get("allocation", ""),
         "dataset": spec["dataset"],
         "variant": spec["variant"] or "",

@@ -17,6 +17,7 @@ junction's number of connections (masked dense layers).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -98,6 +99,8 @@ def drop_fraction(method: dict[str, Any], step: int, total_steps: int) -> float:
     return method["fraction"] / 2 * (1 + math.cos(math.pi * done / end))
 
 
-def label(method: dict[str, Any]) -> str:
-    """'predefined', 'prune', 'set', 'rigl': the method column of summary.csv."""
-    return method.get("name", "predefined")
+def options_json(method: dict[str, Any]) -> str:
+    """A method's options without its name as compact JSON (the `method_options` column); "" when fixed."""
+    if not method:
+        return ""
+    return json.dumps({k: v for k, v in method.items() if k != "name"}, sort_keys=True, separators=(",", ":"))

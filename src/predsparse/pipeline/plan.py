@@ -36,7 +36,7 @@ from typing import Any
 from predsparse import rundir
 from predsparse.errors import ConfigError, PredsparseError
 from predsparse.io import atomic_write_json, atomic_write_text
-from predsparse.methods.options import CONSTRAINTS
+from predsparse.methods.options import CONSTRAINTS, options_json
 from predsparse.patterns import check_net
 from predsparse.pipeline.config import REPO_ROOT, check_schema
 from predsparse.spec import NUM_CLASSES, RunSpec
@@ -163,8 +163,7 @@ class Run:
             "device": s.device,
             "method": s.extra["method"],
             # As summary.csv spells it: the method's options as compact JSON, "" for fixed connections.
-            "method_options": json.dumps({k: v for k, v in s.method.items() if k != "name"}, sort_keys=True,
-                                         separators=(",", ":")) if s.method else "",
+            "method_options": options_json(s.method),
             "allocation": s.extra.get("allocation", ""),
             "compression": s.extra.get("compression"),
             "run_id": s.run_id(),
