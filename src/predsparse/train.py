@@ -13,6 +13,11 @@
 - Deterministic on CPU for a seed; a checkpoint after every epoch (model, optimiser, RNG states, history,
   best model) written atomically; rerunning a killed run resumes from it and ends with the same metrics.
 - A non-finite loss stops the run: `failure.json` records it and `TrainingError` is raised.
+- A spec with a `method` (prune, set, rigl) hands the connections to its controller
+  (`predsparse.methods.controllers`): called before every epoch and around every optimiser step, its
+  state in the checkpoint. Only epochs at the weight budget can give the best model (not a pruning
+  run's dense phase), and metrics.json describes the connections trained (`final_pattern.npz`), with the
+  pattern file's under `initial`.
 
 `PAPER_DEFAULTS` holds the hyper-parameters used where a spec does not give them: the paper's where it
 states them, documented choices where it does not.
