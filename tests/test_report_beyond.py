@@ -251,6 +251,9 @@ def test_reading_names_the_right_best_method(report):
     assert ("`beyond_morse` at 25%: pre-defined sparse is best - pre-defined (paper rule) (85.0 %, 3 seeds), "
             "0.5 pp ahead of the next, SET (84.5 %, 3 seeds); within one sd of the seeds (up to 1.0 pp): not a "
             "clear difference.") in section
+    assert ("`beyond_morse` at 10.2%, density allocation: pre-defined (paper rule) is best (76.0 %, 3 seeds), "
+            "+0.5 pp over pre-defined (ERK) (75.5 %, 3 seeds); within one sd of the seeds (up to 1.0 pp): not a "
+            "clear difference.") in section
     assert ("`beyond_morse`: pre-defined sparse is **not** the cheapest in wall time per epoch: dense took "
             f"{8 / 11:.2f}x the wall time per epoch of pre-defined sparse.") in section
     assert ("`beyond_morse`: ERK and uniform allocation gave identical fan-outs at 10.2%, 25% - ERK's junction "
@@ -292,6 +295,8 @@ def test_reading_of_a_users_beyond_study_names_coinciding_rules_and_cheaper_meth
     assert items == [
         "`beyond_cifar10` at 12.7-13%: pre-defined (ERK) is best (91.0 %, 1 seed), +1.0 pp over pre-defined (paper "
         "rule) (90.0 %, 1 seed); one seed, so no spread to judge it by.",
+        "`beyond_cifar10` at 12.7-13%, density allocation: pre-defined (ERK) is best (91.0 %, 1 seed), +1.0 pp over "
+        "pre-defined (paper rule) (90.0 %, 1 seed); one seed, so no spread to judge it by.",
         "`beyond_cifar10`: pre-defined sparse is **not** the cheapest in wall time per epoch: SET took 0.80x the "
         "wall time per epoch of pre-defined sparse.",
         "`beyond_cifar10`: paper rule and uniform allocation gave identical fan-outs at 12.7-13%.",

@@ -282,6 +282,18 @@ def _standing_text(s: Standing) -> str:
             f"({_acc(ref.group)}); {_spread(best.group, ref.group, diff)}.")
 
 
+def _allocation_text(s: Standing) -> str | None:
+    """How the density allocations of pre-defined sparse compare at one density (None with fewer than two)."""
+    allocated = [r for r in s.ranked if r.group.method == "predefined" and r.group.allocation]
+    if len({r.group.fanouts for r in allocated}) < 2:
+        return None
+    best = allocated[0]
+    other = next((r for r in allocated if r.group.allocation == "paper" and r is not best), allocated[1])
+    diff = 100 * (best.group.test.mean - other.group.test.mean)
+    return (f"`{s.study}` at {s.level.label}, density allocation: {best.label} is best ({_acc(best.group)}), "
+            f"{diff:+.1f} pp over {other.label} ({_acc(other.group)}); {_spread(best.group, other.group, diff)}.")
+
+
 def _wall_time_text(study: str, rows: list[WallTimeRow]) -> str | None:
     rated = [r for r in rows if r.study == study and not math.isnan(r.ratio)]
     others = [r for r in rated if r.method != "predefined"]
@@ -352,7 +364,8 @@ def _same_allocation_texts(study: str, rows: list[MethodRow]) -> list[str]:
 def reading(groups: list[Group]) -> list[str]:
     """The honest reading of the section, one sentence (or a few) per finding, all from the numbers."""
     rows = method_rows(groups)
-    items = [_standing_text(s) for s in standings(rows)]
+    ranked = standings(rows)
+    items = [_standing_text(s) for s in ranked] + [t for t in map(_allocation_text, ranked) if t]
     times = wall_time_rows(rows)
     for study in dict.fromkeys(r.group.study for r in rows):
         items += [t for t in [_wall_time_text(study, times), *_same_allocation_texts(study, rows)] if t]
