@@ -261,6 +261,12 @@ def _coverage(groups, figures: list[RenderedFigure], tables: list[Table], histor
     return blocks
 
 
+def _image(fig: RenderedFigure, out_dir: Path) -> Image:
+    """The image block of a drawn figure (its PNG shown, its PDF linked, both relative to the report)."""
+    png, pdf = (p.relative_to(out_dir).as_posix() for p in fig.paths[::-1])
+    return Image(png, pdf, fig.caption)
+
+
 def _figures(figures: list[RenderedFigure], out_dir: Path) -> list:
     blocks = [Heading(2, "Figures"),
               Para("Means over seeds; error bars and bands are +/- one sample standard deviation where a "
@@ -268,8 +274,7 @@ def _figures(figures: list[RenderedFigure], out_dir: Path) -> list:
     for fig in figures:
         blocks.append(Heading(3, _figure_name(fig.stem) if fig.stem in FIGURES else f"Study {fig.stem}"))
         if fig.paths:
-            png, pdf = (p.relative_to(out_dir).as_posix() for p in fig.paths[::-1])
-            blocks.append(Image(png, pdf, fig.caption))
+            blocks.append(_image(fig, out_dir))
         if fig.missing:
             blocks.append(Para("Not drawn (study not run): " + ", ".join(f"`{s}`" for s in fig.missing) + "."))
         if fig.skipped:
@@ -280,11 +285,7 @@ def _figures(figures: list[RenderedFigure], out_dir: Path) -> list:
 def _beyond(groups, figures: list[RenderedFigure], table_blocks: list[TableBlock], out_dir: Path) -> list:
     """Methods and allocations of the beyond studies, wall time, accuracy vs scatter, and their reading."""
     def image(stem):
-        fig = next((f for f in figures if f.stem == stem), None)
-        if fig is None:
-            return []
-        png, pdf = (p.relative_to(out_dir).as_posix() for p in fig.paths[::-1])
-        return [Image(png, pdf, fig.caption)]
+        return [_image(f, out_dir) for f in figures if f.stem == stem]
 
     tables = {b.table.name: b for b in table_blocks if b.table.name in BEYOND_TABLES}
     blocks = [Heading(2, BEYOND_HEADING),
