@@ -26,7 +26,8 @@ from predsparse.io import atomic_savefig, atomic_write_csv
 from predsparse.patterns import generate_pattern
 from predsparse.spec import RunSpec
 from predsparse.nn.models import build_model, count_parameters
-from predsparse.train import PAPER_DEFAULTS, make_optimizer, train_epoch
+from predsparse.defaults import HYPERPARAMETERS
+from predsparse.train import make_optimizer, train_epoch
 
 NET = (64, 1024, 64)
 # (label, fan-outs); junction densities fo_1/1024 = fo_2/64
@@ -39,7 +40,7 @@ def setup(fanouts, device):
     kind = "dense" if fanouts == CONFIGS[0][1] else "random"
     pattern = generate_pattern(NET, fanouts, kind, 0)
     spec = RunSpec(study="bench", run_name="bench", dataset="morse", data="", pattern="", device=device.type,
-                   **PAPER_DEFAULTS["morse", "mlp"])
+                   **HYPERPARAMETERS["morse", "mlp"])
     torch.manual_seed(0)
     model = build_model(spec, pattern).to(device)
     return spec, model, make_optimizer(spec, model)

@@ -11,6 +11,9 @@ import pytest
 
 from cliutil import assert_one_line_error, cli
 from predsparse.density import density
+from predsparse.errors import ConfigError
+from predsparse.pipeline import PatternRow
+from predsparse.pipeline.plan import Plan
 from predsparse.patterns import generate_pattern, load_pattern
 
 
@@ -49,6 +52,23 @@ def test_pattern_planned_clusters_and_shapes(tmp_path, capsys):
     assert p.to_bytes() == expected.to_bytes()
 
 
+def test_pattern_sequential_generator(tmp_path, capsys):
+    path = tmp_path / "seq.npz"
+    code, out, err = cli(capsys, "pattern", "--net", "64,1024,64", "--fanouts", "128,8", "--generator", "sequential",
+                         "--seed", "3", "-o", str(path))
+    assert code == 0 and err == ""
+    assert out.startswith("random (sequential) net=64,1024,64 fo=128,8 fi=8,128 density=12.5%")
+    p = load_pattern(path)
+    assert p.meta["options"] == {"generator": "sequential"}
+    expected = generate_pattern([64, 1024, 64], [128, 8], "random", 3, generator="sequential")
+    assert path.read_bytes() == expected.to_bytes()
+    assert expected.to_bytes() != generate_pattern([64, 1024, 64], [128, 8], "random", 3).to_bytes()
+    # --generator uniform is the default: the same file as without it.
+    uniform = tmp_path / "uniform.npz"
+    assert cli(capsys, "pattern", "--net", "32,32", "--fanouts", "4", "--generator", "uniform", "-o", str(uniform))[0] == 0
+    assert uniform.read_bytes() == generate_pattern([32, 32], [4], "random", 0).to_bytes()
+
+
 def test_pattern_dense_needs_no_fanouts(tmp_path, capsys):
     code, out, _ = cli(capsys, "pattern", "--net", "8,4", "--kind", "dense", "-o", str(tmp_path / "d.npz"))
     assert code == 0 and "density=100% overall=100% weights=32/32" in out
@@ -64,7 +84,8 @@ def test_pattern_csc(tmp_path, capsys):
 def test_help_documents_the_options(capsys):
     code, out, _ = cli(capsys, "pattern", "--help")
     assert code == 0
-    for needle in ("--cluster", "1:f=2,2:b=4", "--shapes", "1x32x32", "--radices", "planned", "unstructured", "csc"):
+    for needle in ("--cluster", "1:f=2,2:b=4", "--shapes", "1x32x32", "--radices", "planned", "unstructured", "csc",
+                   "--generator", "sequential"):
         assert needle in out
     code, out, _ = cli(capsys, "density", "--help")
     assert code == 0 and "--overall" in out and "--pattern" in out and "--tol" in out
@@ -131,6 +152,10 @@ def test_density_lists_the_splits(capsys):
         (["--net", "64,64", "--fanouts", "8", "--shapes", "8by8,-"], ["layer shape '8by8'"]),
         (["--net", "64,64", "--fanouts", "8", "--radices", "8,8"], ["--radices is for kind csc"]),
         (["--net", "64,64", "--fanouts", "8", "--seed", "-1"], ["seed -1 must be a whole number >= 0"]),
+        (["--net", "64,64", "--fanouts", "8", "--generator", "adjmat"],
+         ["unknown generator 'adjmat'", "valid generators: uniform, sequential"]),
+        (["--net", "64,64", "--fanouts", "8", "--kind", "planned", "--generator", "sequential"],
+         ["--generator is for kind random, not planned"]),
     ],
 )
 def test_pattern_errors(tmp_path, capsys, argv, needles):
@@ -255,3 +280,68 @@ def test_console_script_end_to_end(tmp_path):
         capture_output=True, text=True,
     )
     assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.count("\n") == 1 and "6.25" in bad.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# the pipeline: a random group's generator
+
+
+TRAINING = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 64, "epochs": 1}
+
+
+def morse_plan(*groups, seeds=(0, 1)) -> Plan:
+    return Plan({
+        "results_dir": "out",
+        "data": {"morse": {"variant": "baseline", "per_class": [10, 2, 2], "seed": 0}},
+        "training": TRAINING,
+        "studies": {"fig7a": {"dataset": "morse", "model": "mlp", "net": [64, 1024, 64], "seeds": list(seeds),
+                              "patterns": list(groups)}},
+    }, "test.yaml")
+
+
+def test_pipeline_generator_enters_names_ids_and_options_only_when_not_default(tmp_path, capsys):
+    plan = morse_plan({"kind": "random", "fanouts": [128, 8]},
+                      {"kind": "random", "generator": "sequential", "fanouts": [128, 8]},
+                      {"kind": "random", "generator": "sequential", "fanouts": [128, 8], "name": "adj"})
+    rows = {r.name: r for r in plan.runs}
+    assert set(rows) == {f"{prefix}_fo128-8_s{s}" for prefix in ("random", "random_seq", "adj_seq") for s in (0, 1)}
+    default, sequential = rows["random_fo128-8_s0"], rows["random_seq_fo128-8_s0"]
+    # Every existing pattern id is unchanged; the generator makes another one.
+    assert default.pattern.pattern_id == PatternRow("random", (64, 1024, 64), (128, 8), 0).pattern_id == "random-dd029d484b97"
+    assert sequential.pattern.pattern_id != default.pattern.pattern_id
+    assert rows["adj_seq_fo128-8_s0"].pattern.pattern_id == sequential.pattern.pattern_id  # one file, two runs
+    assert default.row()["options"] == {} and sequential.row()["options"] == {"generator": "sequential"}
+    assert default.spec.run_id() != sequential.spec.run_id()
+    args = plan.pattern_args(sequential.pattern.pattern_id)
+    assert args == "--net 64,1024,64 --kind random --seed 0 --fanouts 128,8 --generator sequential"
+    path = tmp_path / "p.npz"
+    assert cli(capsys, "pattern", *args.split(), "-o", str(path))[0] == 0
+    assert path.read_bytes() == generate_pattern([64, 1024, 64], [128, 8], "random", 0, generator="sequential").to_bytes()
+
+
+def test_pipeline_generator_uniform_by_name_and_lists():
+    named = morse_plan({"kind": "random", "generator": "uniform", "fanouts": [128, 8]}, seeds=(0,))
+    plain = morse_plan({"kind": "random", "fanouts": [128, 8]}, seeds=(0,))
+    assert [(r.name, r.pattern.pattern_id) for r in named.runs] == [(r.name, r.pattern.pattern_id) for r in plain.runs]
+    both = morse_plan({"kind": "random", "generator": ["uniform", "sequential"], "fanouts": [[128, 8], [64, 4]]},
+                      seeds=(0,))
+    assert [r.name for r in both.runs] == ["random_fo128-8_s0", "random_seq_fo128-8_s0", "random_fo64-4_s0",
+                                           "random_seq_fo64-4_s0"]
+
+
+@pytest.mark.parametrize(
+    "group, needles",
+    [
+        ({"kind": "random", "generator": "adjmat", "fanouts": [128, 8]},
+         ["patterns[0]", "'adjmat'", "uniform", "sequential"]),
+        ({"kind": "planned", "generator": "sequential", "fanouts": [128, 8]},
+         ["key 'generator' does not apply to kind 'planned'"]),
+        ({"kind": "random", "generator": ["sequential", "sequential"], "fanouts": [128, 8]},
+         ["key 'generator'", "repeats ['sequential']"]),
+    ],
+)
+def test_pipeline_bad_generator_is_a_config_error(group, needles):
+    with pytest.raises(ConfigError) as info:
+        morse_plan(group)
+    for needle in needles:
+        assert needle in str(info.value), str(info.value)

@@ -7,12 +7,15 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import json
 import struct
 import tarfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from test_download import LoopbackServer
+from test_download import LoopbackServer, read_only
 
 from predsparse.cli import main
 from predsparse.data import DATASETS, holdout_last, load_arrays, read_info
@@ -294,3 +297,139 @@ def test_validation_is_the_last_tenth_and_layout_table():
     assert {name: info.num_classes for name, info in DATASETS.items()} == {
         "morse": 64, "mnist": 10, "cifar10": 10, "cifar100": 100}
     assert DATASETS["mnist"].layouts == {"conv": (1, 28, 28), "flat": (784,), "pad32": (1024,)}
+
+
+# --- hand-placed copies: recompressed MNIST accepted by content MD5, anything else refused and left as is ---
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The decompressed IDX file (what the content MD5 is of)."""
+    return gzip.decompress(idx_gz(array))
+
+
+MNIST_ARRAYS = {"train_images": MNIST_TRAIN, "train_labels": MNIST_TRAIN_Y,
+                "test_images": MNIST_TEST, "test_labels": MNIST_TEST_Y}
+
+
+def recompressed_mnist(folder: Path, monkeypatch) -> dict[str, bytes]:
+    """Write the synthetic IDX files to `folder` gzipped anew (level 9, another mtime), so their archive
+    MD5s are not the 'publisher's' (the gzip -6 of `idx_gz`); patch their content MD5s into mnist.FILES."""
+    folder.mkdir(parents=True, exist_ok=True)
+    placed, fake = {}, {}
+    for role, remote in mnist.FILES.items():
+        content = idx_bytes(MNIST_ARRAYS[role])
+        placed[role] = gzip.compress(content, compresslevel=9, mtime=987_654_321)
+        assert md5(placed[role]) != md5(MNIST_BYTES[role])
+        (folder / remote.name).write_bytes(placed[role])
+        fake[role] = dataclasses.replace(remote, md5=md5(MNIST_BYTES[role]), size=len(MNIST_BYTES[role]),
+                                         content_md5=md5(content), content_size=len(content))
+    monkeypatch.setattr(mnist, "FILES", fake)
+    return placed
+
+
+def test_publisher_content_checksums_are_known():
+    for remote in mnist.FILES.values():
+        assert len(remote.content_md5) == 32 and remote.content_size > remote.size
+    assert mnist.FILES["train_images"].content_size == 47_040_016 == 16 + 60_000 * 28 * 28
+    assert mnist.FILES["test_labels"].content_size == 10_008 == 8 + 10_000
+
+
+def test_cli_offline_accepts_a_recompressed_copy_by_content_md5(tmp_path, monkeypatch, capsys):
+    placed = recompressed_mnist(tmp_path / "raw" / "mnist", monkeypatch)
+    out = tmp_path / "out" / "m.npz"
+    args = ["--offline", "--root", str(tmp_path / "raw"), "--layout", "flat", "-o", str(out)]
+    assert main(["data", "mnist", *args]) == 0
+    arrays = load_arrays(out)
+    assert np.array_equal(arrays["xtr"], MNIST_TRAIN[:54].reshape(54, 784) / np.float32(255))
+    sources = read_info(out)["sources"]
+    for role, remote in mnist.FILES.items():
+        assert sources[remote.name]["verified"] == "content md5"
+        assert sources[remote.name]["file_md5"] == md5(placed[role])
+        assert sources[remote.name]["content_md5"] == remote.content_md5
+        assert (tmp_path / "raw" / "mnist" / remote.name).read_bytes() == placed[role]
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_offline_refuses_a_corrupted_copy_in_one_line_and_leaves_it_byte_identical(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "raw" / "mnist"
+    recompressed_mnist(folder, monkeypatch)
+    bad = MNIST_TRAIN.copy()
+    bad[7, 14, 14] ^= 0x01  # one pixel: a valid gzip of a valid IDX file, but not the genuine content
+    corrupted = gzip.compress(idx_bytes(bad), compresslevel=9, mtime=987_654_321)
+    remote = mnist.FILES["train_images"]
+    (folder / remote.name).write_bytes(corrupted)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    out = tmp_path / "out" / "m.npz"
+    assert main(["data", "mnist", "--offline", "--root", str(tmp_path / "raw"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("predsparse data: error:")
+    for part in (str(folder / remote.name), md5(corrupted), remote.md5, remote.content_md5, "left untouched"):
+        assert part in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_online_never_overwrites_a_placed_file_that_fails_both_checks(server, tmp_path, capsys):
+    files = mnist_files(server)
+    folder = tmp_path / "raw" / "mnist"
+    folder.mkdir(parents=True)
+    (folder / files["test_labels"].name).write_bytes(b"my own notes")
+    with pytest.raises(DatasetError, match="left untouched"):
+        mnist.prepare(tmp_path / "raw", tmp_path / "m.npz", files=files, **FAST)
+    assert (folder / files["test_labels"].name).read_bytes() == b"my own notes"
+    assert server.count(files["test_labels"].name) == 0
+
+
+def test_cifar_archive_with_another_md5_is_refused_not_removed(server, tmp_path):
+    remote = server.remote("cifar-10-binary.tar.gz", tar_gz(cifar10_members()))
+    folder = tmp_path / "raw" / "cifar10"
+    folder.mkdir(parents=True)
+    other = tar_gz(cifar100_members())
+    (folder / remote.name).write_bytes(other)
+    for offline in (True, False):
+        with pytest.raises(DatasetError, match=f"{md5(other)}.*{remote.md5}.*left untouched"):
+            cifar.prepare("cifar10", tmp_path / "raw", tmp_path / "c.npz", remote=remote, offline=offline, **FAST)
+        assert (folder / remote.name).read_bytes() == other
+    assert server.requests == []
+
+
+def test_cli_offline_from_a_read_only_folder_via_data_env_writes_nothing_there(tmp_path, monkeypatch, capsys):
+    """$PREDSPARSE_DATA pointing straight at a read-only folder of the .gz files (no mnist/ inside)."""
+    shared = tmp_path / "shared" / "mnist"
+    recompressed_mnist(shared, monkeypatch)
+    monkeypatch.setenv("PREDSPARSE_DATA", str(shared))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "work" / "m.npz"
+    with read_only(shared):
+        assert main(["data", "mnist", "--offline", "-o", str(out)]) == 0
+        assert main(["data", "mnist", "--offline", "--root", str(shared), "--layout", "pad32",
+                     "-o", str(tmp_path / "work" / "p.npz")]) == 0
+    assert load_arrays(out)["xte"].shape == (20, 1, 28, 28)
+    assert {s["verified"] for s in read_info(out)["sources"].values()} == {"content md5"}
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["m.json", "m.npz", "p.json", "p.npz"]
+    assert capsys.readouterr().out.count("wrote") == 2
+
+
+REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not all((REAL_MNIST / r.name).is_file() for r in mnist.FILES.values()),
+                    reason=f"the real MNIST files are not in {REAL_MNIST}")
+def test_real_mnist_recompressed_copy_offline(tmp_path, capsys):
+    """The real MNIST, recompressed (archive MD5s not the publisher's), used offline straight from its folder."""
+    start = time.monotonic()
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in REAL_MNIST.iterdir())
+    out = tmp_path / "mnist_flat.npz"
+    assert main(["data", "mnist", "--offline", "--root", str(REAL_MNIST), "--layout", "flat", "-o", str(out)]) == 0
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in REAL_MNIST.iterdir()) == before
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert {s["verified"] for s in info["sources"].values()} == {"content md5"}
+    assert info["splits"] == {"train": 54_000, "validation": 6_000, "test": 10_000}
+    arrays = load_arrays(out)
+    assert len(arrays["xtr"]) + len(arrays["xva"]) == 60_000
+    assert np.bincount(arrays["yte"], minlength=10).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    train_y = np.concatenate([arrays["ytr"], arrays["yva"]])
+    assert np.bincount(train_y, minlength=10).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    total = arrays["xtr"].sum(dtype=np.float64) + arrays["xva"].sum(dtype=np.float64)
+    assert total / (60_000 * 784) == pytest.approx(0.13066, abs=5e-6)
+    assert "wrote" in capsys.readouterr().out
+    assert time.monotonic() - start < 30

@@ -7,7 +7,13 @@ answer 404 / 503, or send slowly. test_datasets.py reuses it.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import errno
+import gzip
 import hashlib
+import io
+import os
 import socket
 import subprocess
 import sys
@@ -209,12 +215,19 @@ def test_one_corrupted_download_is_retried(server, tmp_path):
     assert server.count("a.bin") == 2
 
 
-def test_existing_bad_file_is_replaced(server, tmp_path):
+def test_existing_bad_file_is_refused_online_and_left_untouched(server, tmp_path):
+    """A file the user put there is never overwritten, even online: one clear line says what to do."""
     data = payload()
     remote = server.remote("a.bin", data)
     (tmp_path / "a.bin").write_bytes(b"not it")
-    assert fetch(remote, tmp_path, **FAST).read_bytes() == data
-    assert server.count("a.bin") == 1
+    with pytest.raises(DatasetError) as err:
+        fetch(remote, tmp_path, **FAST)
+    message = str(err.value)
+    assert "\n" not in message and "left untouched" in message and "move it away" in message
+    for part in (str(tmp_path / "a.bin"), hashlib.md5(b"not it").hexdigest(), remote.md5, remote.urls[0]):
+        assert part in message
+    assert (tmp_path / "a.bin").read_bytes() == b"not it"
+    assert server.requests == []
 
 
 def test_second_mirror_after_refused_connection_and_404(server, tmp_path):
@@ -275,12 +288,147 @@ def test_offline_without_file_names_everything_needed(tmp_path):
     assert str((tmp_path / "mnist").resolve()) in message
 
 
-def test_offline_with_wrong_file_removes_it_and_says_so(tmp_path):
+def test_offline_with_wrong_file_refuses_and_leaves_it_untouched(tmp_path):
     (tmp_path / "a.bin").write_bytes(b"wrong")
     remote = RemoteFile("a.bin", "0" * 32, ("https://example.org/a.bin",))
-    with pytest.raises(DatasetError, match="removed"):
+    with pytest.raises(DatasetError, match="left untouched") as err:
         fetch(remote, tmp_path, offline=True)
-    assert leftovers(tmp_path) == []
+    assert hashlib.md5(b"wrong").hexdigest() in str(err.value) and remote.md5 in str(err.value)
+    assert (tmp_path / "a.bin").read_bytes() == b"wrong"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]  # offline: not even a lock file
+
+
+CONTENT = payload(300_000, seed=3)
+
+
+def recompressed(content: bytes = CONTENT) -> tuple[bytes, bytes]:
+    """The 'publisher's' gzip of `content` and another gzip of the same bytes (other level and mtime)."""
+    original = gzip.compress(content, compresslevel=6, mtime=0)
+    other = gzip.compress(content, compresslevel=9, mtime=1_234_567)
+    assert original != other
+    return original, other
+
+
+def gz_remote(original: bytes, content: bytes = CONTENT, urls=("https://example.org/a.gz",)) -> RemoteFile:
+    return RemoteFile("a.gz", hashlib.md5(original).hexdigest(), tuple(urls), len(original),
+                      hashlib.md5(content).hexdigest(), len(content))
+
+
+def test_recompressed_copy_is_accepted_by_content_md5_offline_and_online(server, tmp_path):
+    original, other = recompressed()
+    remote = gz_remote(original, urls=(server.url("a.gz"),))
+    server.files["a.gz"] = original
+    (tmp_path / "a.gz").write_bytes(other)
+    got = download.fetch_verified(remote, tmp_path, offline=True)
+    assert (got.path, got.verified, got.md5) == (tmp_path / "a.gz", "content md5", hashlib.md5(other).hexdigest())
+    assert download.fetch_verified(remote, tmp_path, **FAST).verified == "content md5"
+    assert server.requests == [] and (tmp_path / "a.gz").read_bytes() == other
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "a.gz").write_bytes(original)
+    assert download.fetch_verified(remote, tmp_path / "b", offline=True).verified == "archive md5"
+
+
+def test_mirror_serving_a_recompressed_copy_is_accepted(server, tmp_path):
+    original, other = recompressed()
+    remote = gz_remote(original, urls=(server.url("a.gz"),))
+    server.files["a.gz"] = other
+    got = download.fetch_verified(remote, tmp_path, **FAST)
+    assert got.verified == "content md5" and got.path.read_bytes() == other
+    assert leftovers(tmp_path) == ["a.gz"]
+
+
+@pytest.mark.parametrize("placed, why", [
+    (gzip.compress(CONTENT[:-1] + b"?", mtime=5), "content md5 "),  # another content, same size
+    (gzip.compress(CONTENT + b"!", mtime=5), "300001 bytes decompressed"),
+    (gzip.compress(CONTENT, mtime=5)[:-100], "not a readable gzip file"),  # truncated
+    (b"<html>not gzip</html>", "not a readable gzip file"),
+])
+def test_file_failing_both_checks_is_refused_and_left_byte_identical(server, tmp_path, placed, why):
+    original, _ = recompressed()
+    remote = gz_remote(original, urls=(server.url("a.gz"),))
+    server.files["a.gz"] = original
+    (tmp_path / "a.gz").write_bytes(placed)
+    for offline in (True, False):
+        with pytest.raises(DatasetError) as err:
+            fetch(remote, tmp_path, offline=offline, **FAST)
+        message = str(err.value)
+        assert "\n" not in message and why in message and "left untouched" in message
+        for part in (str(tmp_path / "a.gz"), hashlib.md5(placed).hexdigest(), remote.md5, remote.content_md5):
+            assert part in message
+        assert (tmp_path / "a.gz").read_bytes() == placed
+    assert server.requests == []
+
+
+@contextlib.contextmanager
+def read_only(directory: Path):
+    """Make `directory` and its files read-only and check nothing in it changes (not even its mtime).
+
+    Root ignores permission bits, so opening anything under `directory` for writing (or creating a folder
+    there) is also made to fail with EACCES, as a read-only shared folder would.
+    """
+    def snapshot():
+        return (directory.stat().st_mtime_ns,
+                {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(directory.iterdir())})
+
+    def inside(path) -> bool:
+        try:
+            return Path(os.path.abspath(os.fspath(path))).is_relative_to(directory.resolve())
+        except TypeError:  # a file descriptor
+            return False
+
+    def denied(path):
+        return PermissionError(errno.EACCES, "Permission denied (read-only test folder)", os.fspath(path))
+
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        if inside(file) and any(flag in mode for flag in "wax+"):
+            raise denied(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def guarded_os_open(path, flags, *args, **kwargs):
+        if inside(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC):
+            raise denied(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def guarded_mkdir(path, *args, **kwargs):
+        if inside(path) and not os.path.isdir(path):
+            raise denied(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    for path in directory.iterdir():
+        path.chmod(0o444)
+    directory.chmod(0o555)
+    before = snapshot()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(builtins, "open", guarded_open)
+        mp.setattr(io, "open", guarded_open)
+        mp.setattr(os, "open", guarded_os_open)
+        mp.setattr(os, "mkdir", guarded_mkdir)
+        try:
+            yield
+        finally:
+            mp.undo()
+            assert snapshot() == before, "something was written in the read-only folder"
+            directory.chmod(0o755)
+
+
+def test_read_only_folder_is_only_read_offline_and_online(server, tmp_path):
+    original, other = recompressed()
+    remote = gz_remote(original, urls=(server.url("a.gz"),))
+    server.files["a.gz"] = original
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "a.gz").write_bytes(other)
+    missing = RemoteFile("b.gz", "1" * 32, (server.url("b.gz"),))
+    with read_only(shared):
+        assert fetch(remote, shared, offline=True) == shared / "a.gz"
+        assert fetch(remote, shared, **FAST) == shared / "a.gz"  # online: no lock can be made, only read
+        with pytest.raises(DatasetError, match="read-only"):
+            fetch(missing, shared, **FAST)
+        with pytest.raises(DatasetError, match="offline"):
+            fetch(missing, shared, offline=True)
+    assert server.requests == []
 
 
 def test_not_enough_free_space_is_refused_before_downloading(server, tmp_path):

@@ -24,7 +24,8 @@ from predsparse.nn import MaskedLinear, SparseLinear
 from predsparse.patterns import generate_pattern, load_pattern
 from predsparse.scatter import scatter_vector
 from predsparse.spec import RunSpec
-from predsparse.train import make_optimizer, resolve_spec, train_epoch, train_run
+from predsparse.defaults import resolve_spec
+from predsparse.train import make_optimizer, train_epoch, train_run
 from test_train import VOLATILE, one_thread, synthetic_morse  # noqa: F401 - one_thread: autouse fixture
 
 NET = (64, 128, 64)

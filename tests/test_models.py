@@ -117,3 +117,35 @@ def test_bad_combinations_are_config_errors():
     with pytest.raises(ConfigError, match=r"flattens features of shape \(C, H, W\) = \[64, 7, 7\]"):
         build_model(spec_for("mnist", "mnist_conv"), shaped)
     build_model(spec_for("mnist", "mnist_conv"), dataclasses.replace(pattern, shapes=((64, 7, 7), None, None)))
+
+
+@pytest.mark.parametrize("fanouts", [(128, 8), (16, 1)])
+def test_init_laws_give_their_standard_deviations(fanouts):
+    """uniform: U(+-1/sqrt(fi)), sd 1/sqrt(3 fi); he_dense: N(0, 2/N_i) over the dense fan-in N_i, biases 0."""
+    pattern = generate_pattern([64, 1024, 64], list(fanouts), "random", 0)
+    torch.manual_seed(0)
+    ours = build_model(spec_for("morse"), pattern)
+    torch.manual_seed(0)
+    authors = build_model(dataclasses.replace(spec_for("morse"), init="he_dense"), pattern)
+    for a, b, n_left in zip(ours.cls.junctions, authors.cls.junctions, (64, 1024)):
+        fi = a.fan_in
+        assert abs(a.weight.std().item() * (3 * fi) ** 0.5 - 1) < 0.05
+        assert a.weight.abs().max().item() <= fi ** -0.5
+        assert abs(b.weight.std().item() * (n_left / 2) ** 0.5 - 1) < 0.05
+        assert abs(b.weight.mean().item()) < 0.05 * (2 / n_left) ** 0.5 * 10
+        assert torch.count_nonzero(b.bias) == 0
+        assert b.weight.shape == (b.out_features, fi)  # only existing connections are held
+
+
+def test_he_dense_masked_layer_keeps_absent_weights_at_zero():
+    pattern = generate_pattern([64, 1024, 64], [128, 8], "random", 0)
+    model = build_model(dataclasses.replace(spec_for("morse"), init="he_dense"), pattern, masked=True)
+    for layer in model.cls.junctions:
+        assert isinstance(layer, MaskedLinear)
+        assert torch.count_nonzero(layer.weight[~layer.mask.bool()]) == 0
+        assert abs(layer.weight[layer.mask.bool()].std().item() * (layer.in_features / 2) ** 0.5 - 1) < 0.05
+
+
+def test_unknown_init_is_refused():
+    with pytest.raises(ConfigError, match="init 'xavier' is not one of"):
+        dataclasses.replace(spec_for("morse"), init="xavier").check()

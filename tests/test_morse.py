@@ -234,3 +234,28 @@ def test_cli_disk_full_leaves_nothing(tmp_path):
     assert proc.returncode == 2
     assert "cannot write" in proc.stderr and proc.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_paper2017_variant_has_integer_levels_and_the_2017_statistics():
+    """The October 2017 generator (authors_code.md): 17 levels k/16, about 0.509 of the values > 0 (the
+    noise-free baseline has 0.289), noise sd 1 on every value, codeword at the left edge."""
+    params = VARIANTS["paper2017"]
+    assert (params.noisesd, params.integer_levels, params.leadingsp_rand, params.style) == (1.0, True, False, "gray")
+    arrays = generate(params, (500, 1, 1), seed=0)
+    x = arrays["xtr"]
+    assert x.shape == (64 * 500, 64)
+    assert set(np.unique(x * 16).tolist()) == set(range(17))
+    assert np.array_equal(x * 16, np.rint(x * 16))
+    assert abs((x > 0).mean() - 0.509) < 0.003
+    baseline = generate(VARIANTS["baseline"], (500, 1, 1), seed=0)["xtr"]
+    assert abs((baseline > 0).mean() - 0.289) < 0.003
+    # The left edge: the first value of a frame is a mark (mean level 12/16) plus noise, never a leading space.
+    assert x[:, 0].mean() > 0.7
+
+
+def test_paper2017_lengths_decode_once_the_noise_is_off():
+    params = resolve_params("paper2017", {"noisesd": 0})
+    arrays = generate(params, SMALL, seed=1)
+    leads = decode_all(arrays, params)
+    assert np.all(leads == 0)
+    assert set(np.unique(arrays["xtr"] * 16).tolist()) <= set(range(17))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
 import math
 import sys
 import types
@@ -13,7 +15,8 @@ from hypothesis import strategies as st
 
 from predsparse.errors import PatternError
 from predsparse.patterns import KINDS, Pattern, generate_pattern, load_pattern, valid_fanouts
-from predsparse.patterns.generate import parse_clusters, random_fan_in_index
+from predsparse.patterns.generate import GENERATORS, parse_clusters, random_fan_in_index, sequential_fan_in_index
+from predsparse.scatter import scatter_vector
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -69,6 +72,131 @@ def test_random_spreads_like_random_subsets_not_like_an_interleaver():
     backward = (a.reshape(128, 8, 64).sum(axis=1) > 0).mean()  # 128 right windows of 8 neurons
     expected_b = 1 - math.comb(1024 - 8, 128) / math.comb(1024, 128)
     assert abs(backward - expected_b) < 0.02
+
+
+# ------------------------------------------------------------------------------------------------
+# random, generator sequential (the authors' adjmat_basic)
+
+
+def assert_biregular(p: Pattern) -> None:
+    for i, (n_left, n_right, fo) in enumerate(zip(p.net[:-1], p.net[1:], p.fanouts)):
+        fi = n_left * fo // n_right
+        idx = p.junctions[i]
+        assert idx.dtype == np.int32 and idx.shape == (n_right, fi)
+        assert (np.diff(idx.astype(np.int64), axis=1) > 0).all()  # sorted, no repeated connection
+        assert idx.min() >= 0 and idx.max() < n_left
+        fan_in, fan_out = edge_counts(p, i)
+        assert (fan_in == fi).all() and (fan_out == fo).all()
+
+
+@pytest.mark.parametrize(
+    "net, fanouts",
+    [((4, 4), (2,)), ((64, 1024), (128,)), ((1024, 64), (8,)), ((64, 1024, 64), (128, 8)), ((3, 6), (4,)),
+     ((6, 3), (1,)), ((5, 5), (4,)), ((7, 7), (7,)), ((12, 8), (6,)), ((1024, 64, 16), (1, 4))],
+)
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_sequential_has_exact_fan_in_fan_out_and_no_repeats(net, fanouts, seed):
+    p = generate_pattern(net, fanouts, "random", seed, generator="sequential")
+    assert_biregular(p)
+    assert p.meta == {"seed": seed, "options": {"generator": "sequential"}}
+
+
+@FAST
+@given(nets_and_fanouts(), st.integers(0, 2**32))
+def test_sequential_is_biregular_for_any_net(net_fo, seed):
+    net, fanouts = net_fo
+    assert_biregular(generate_pattern(net, fanouts, "random", seed, generator="sequential"))
+
+
+def test_sequential_is_deterministic_per_seed_and_apart_from_uniform():
+    net, fanouts = [64, 1024, 64], [128, 8]
+    a = generate_pattern(net, fanouts, "random", seed=5, generator="sequential").to_bytes()
+    assert generate_pattern(net, fanouts, "random", seed=5, generator="sequential").to_bytes() == a
+    assert generate_pattern(net, fanouts, "random", seed=6, generator="sequential").to_bytes() != a
+    uniform = generate_pattern(net, fanouts, "random", seed=5)
+    assert uniform.to_bytes() != a
+    # The default asked for by name is the default: same streams, meta and bytes as before.
+    assert generate_pattern(net, fanouts, "random", seed=5, generator="uniform").to_bytes() == uniform.to_bytes()
+    assert uniform.meta["options"] == {}
+
+
+def test_sequential_saved_file_records_the_generator(tmp_path):
+    p = generate_pattern([16, 32, 8], [8, 2], "random", seed=4, generator="sequential")
+    p.save(tmp_path / "p.npz")
+    q = load_pattern(tmp_path / "p.npz")
+    assert q.meta["options"] == {"generator": "sequential"} and q.to_bytes() == p.to_bytes()
+
+
+def sequential_distribution(n_left: int, n_right: int, fi: int) -> dict[bytes, float]:
+    """Exact probability of every junction under the documented rule: rows in order, forced inputs
+    (remaining fan-out = rows left) first, the rest a uniform subset of the other non-full inputs."""
+    fo = n_right * fi // n_left
+    out: dict[bytes, float] = {}
+
+    def fill(rows, remaining, prob):
+        row = len(rows)
+        if row == n_right:
+            key = np.array(rows, dtype=np.int32).tobytes()
+            out[key] = out.get(key, 0.0) + prob
+            return
+        forced = [k for k in range(n_left) if remaining[k] == n_right - row]
+        free = [k for k in range(n_left) if 0 < remaining[k] < n_right - row]
+        picks = list(itertools.combinations(free, fi - len(forced)))
+        for pick in picks:
+            chosen = sorted(forced + list(pick))
+            left = list(remaining)
+            for k in chosen:
+                left[k] -= 1
+            fill(rows + [chosen], left, prob / len(picks))
+
+    fill([], [fo] * n_left, 1.0)
+    return out
+
+
+def test_sequential_follows_its_rule_exactly_on_a_tiny_layer():
+    # 4 -> 4, fi = fo = 2: all 90 valid junctions, with the rule's (far from uniform) frequencies.
+    exact = sequential_distribution(4, 4, 2)
+    assert len(exact) == 90 and abs(sum(exact.values()) - 1) < 1e-12
+    ratios = np.array(list(exact.values())) * 90
+    # Far from uniform: exactly 5/12 to 5/2 of the uniform 1/90 (sampled from the authors' generator:
+    # about 0.36x to 2.65x).
+    assert math.isclose(ratios.min(), 5 / 12) and math.isclose(ratios.max(), 5 / 2)
+    draws = 20000
+    rng = np.random.Generator(np.random.PCG64(11))
+    seen = collections.Counter(sequential_fan_in_index(4, 4, 2, rng).tobytes() for _ in range(draws))
+    assert set(seen) == set(exact)
+    for key, prob in exact.items():  # 5 standard deviations of a binomial count
+        assert abs(seen[key] - draws * prob) <= 5 * math.sqrt(draws * prob * (1 - prob)) + 1, prob
+    # The uniform generator does not follow it: its most likely junction is far less likely.
+    rng = np.random.Generator(np.random.PCG64(11))
+    top = max(exact, key=exact.get)
+    uniform = collections.Counter(random_fan_in_index(4, 4, 2, rng).tobytes() for _ in range(draws))
+    assert uniform[top] < 0.6 * draws * exact[top]
+
+
+FIG7A_PAPER = (0.68, 0.64, 0.66, 0.62, 0.91, 0.91)  # Fig. 7a random point: [S1f, S1b, S2f, S2b, Sf, Sb]
+
+
+def near_fig7a(vector) -> bool:
+    return all(abs(v - paper) <= 0.01 for v, paper in zip(vector, FIG7A_PAPER))
+
+
+def test_sequential_reproduces_the_random_point_of_fig7a():
+    # Morse (64, 1024, 64), fo = (128, 8): the authors' generator gives [0.678, 0.638, 0.656, 0.622,
+    # 0.913, 0.913]; the paper prints [0.68, 0.64, 0.66, 0.62, 0.91, 0.91].
+    for seed in range(5):
+        p = generate_pattern([64, 1024, 64], [128, 8], "random", seed, generator="sequential")
+        vector = scatter_vector(p).vector
+        assert near_fig7a(vector), (seed, [round(v, 3) for v in vector])
+    # The uniform generator does not: its S1b is about 0.658 and its S2b about 0.679.
+    for seed in range(5):
+        vector = scatter_vector(generate_pattern([64, 1024, 64], [128, 8], "random", seed)).vector
+        assert abs(vector[1] - 0.64) > 0.01 and abs(vector[3] - 0.62) > 0.04 and not near_fig7a(vector)
+
+
+def test_every_generator_is_documented():
+    assert list(GENERATORS) == ["uniform", "sequential"]
+    assert "sequential" in KINDS["random"].summary and KINDS["random"].options == ("generator",)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,7 +409,10 @@ def test_csc_without_its_module_says_so(monkeypatch):
     "args, kwargs, message",
     [
         (([64, 64], [8], "interleaver"), {}, "unknown pattern kind 'interleaver'; valid kinds: dense, random, planned"),
-        (([64, 64], [8], "random"), {"clusters": {}}, "kind random has no option clusters; its options: none"),
+        (([64, 64], [8], "random"), {"clusters": {}}, "kind random has no option clusters; its options: generator"),
+        (([64, 64], [8], "planned"), {"generator": "sequential"}, "kind planned has no option generator"),
+        (([64, 64], [8], "random"), {"generator": "adjmat"},
+         "unknown generator 'adjmat' for kind random; valid generators: uniform, sequential"),
         (([64, 64], [8], "random", -1), {}, "seed -1 must be a whole number >= 0"),
         (([64, 64], None, "random"), {}, "kind random needs fan-outs"),
         (([64], [8], "random"), {}, "needs at least 2 layers"),

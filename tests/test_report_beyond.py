@@ -189,7 +189,7 @@ def test_beyond_figures_and_tables_exist(report):
     for link in ("figures/beyond.png", "figures/scatter_correlation.png", "tables/beyond.md", "tables/wall_time.md",
                  "tables/scatter_correlation.md"):
         assert f"]({link})" in section
-    assert "Tables not produced (no runs of their kind): CSC table." in md
+    assert "Tables not produced (no runs of their kind): CSC table, ablation table." in md
     coverage = md.split("## Coverage", 1)[1].split("\n## ", 1)[0]
     assert "`beyond_morse`" not in coverage.split("Studies beyond the paper (")[0]  # not a missing paper study
     assert "drawn in [Beyond the paper](#beyond-the-paper): `beyond_morse`." in coverage

@@ -25,6 +25,7 @@ from predsparse.scatter import (
     window_count,
     window_grid,
     window_ids,
+    real_neuron_index,
 )
 
 
@@ -193,8 +194,11 @@ def test_bad_shapes_and_runs(fig4):
 # --- exactness against a dense reference ----------------------------------------------------------
 
 
-def reference_vector(pattern: Pattern) -> list[float]:
-    """Equation (1) from dense adjacency products and contiguous windows: slow and obviously right."""
+def reference_vector(pattern: Pattern, real_in=None, real_out=None) -> list[float]:
+    """Equation (1) from dense adjacency products and contiguous windows: slow and obviously right.
+
+    `real_in` / `real_out` (index arrays): keep only those columns of A^{wr} of runs from layer 1 and
+    those rows of A^{wl} of runs to the last layer."""
     values = []
     j = pattern.num_junctions
     for first, last in [(i, i) for i in range(j)] + ([(0, j - 1)] if j > 1 else []):
@@ -206,6 +210,10 @@ def reference_vector(pattern: Pattern) -> list[float]:
         n_left, n_right = math.gcd(pattern.net[first], fi), math.gcd(pattern.net[last + 1], fo)
         forward = a.reshape(a.shape[0], n_left, -1).sum(axis=2)
         backward = a.reshape(n_right, -1, a.shape[1]).sum(axis=1)
+        if real_out is not None and last == j - 1:
+            forward = forward[real_out]
+        if real_in is not None and first == 0:
+            backward = backward[:, real_in]
         values.append(np.minimum(forward / (fi // n_left), 1).mean())
         values.append(np.minimum(backward / (fo // n_right), 1).mean())
     return values
@@ -323,6 +331,94 @@ def test_expected_random_scatter_matches_paper_fig7():
     for (net, entry), value in paper.items():
         mean, sd = (MORSE_EXPECTED if net == "morse" else MNIST_EXPECTED)[entry]
         assert abs(mean - value) <= 0.005 + 3 * sd, (net, entry, mean, value)
+
+
+# --- padded layers: real neurons only ---------------------------------------------------------------
+
+
+def test_real_neurons_of_the_fig4_net_by_hand(fig4):
+    # Fig. 4 with the first 4 of 8 inputs and the first 3 of 4 outputs real. By hand:
+    # S1b: fo1 = 1, every input reaches the one right window -> 1 (any real inputs).
+    # S2f: outputs reach (2, 1, 1, 2) of 2 hidden windows; the first 3 -> 4/6.
+    # Sf: outputs reach (4, 3, 3, 4) of 4 input windows; the first 3 -> 10/12.
+    # Sb: inputs 0..7 reach (2, 1, 1, 1, 2, 2, 2, 1) of 2 output windows; inputs 0..3 -> 5/8.
+    # S1f and S2b (neither the first layer's backward nor the last layer's forward) are unchanged.
+    result = scatter_vector(fig4, real_in=4, real_out=3)
+    assert result.fractions == (Fraction(3, 4), 1, Fraction(2, 3), Fraction(3, 4), Fraction(5, 6), Fraction(5, 8))
+    assert scatter_vector(fig4).fractions == (Fraction(3, 4), 1, Fraction(3, 4), Fraction(3, 4), Fraction(7, 8),
+                                              Fraction(3, 4))
+    assert result.to_dict()["real_neurons"] == {"input": {"real": 4, "of": 8, "spec": "4"},
+                                                "output": {"real": 3, "of": 4, "spec": "3"}}
+    # Any set of real neurons, not only the first ones: inputs 4, 5, 6 reach both output windows.
+    assert scatter_vector(fig4, real_in=[4, 5, 6]).fractions[5] == 1
+    assert scatter_vector(fig4, real_out=np.array([False, True, True, False])).fractions[2] == Fraction(1, 2)
+
+
+def test_real_neurons_of_a_single_junction_by_hand():
+    # 4 -> 4, fi = fo = 2; rows {0,1}, {0,2}, {1,3}, {2,3}; windows {0,1} and {2,3} on both sides.
+    # Right neurons reach (1, 2, 2, 1) of 2 left windows; left neurons (1, 2, 2, 1) of 2 right ones.
+    p = Pattern((4, 4), (2,), (np.array([[0, 1], [0, 2], [1, 3], [2, 3]], dtype=np.int32),))
+    assert scatter_vector(p).fractions == (Fraction(3, 4), Fraction(3, 4))
+    assert scatter_vector(p, real_in=3, real_out=[0, 3]).fractions == (Fraction(1, 2), Fraction(5, 6))
+    assert scatter_vector(p, real_out=3).fractions == (Fraction(5, 6), Fraction(3, 4))
+    assert run_scatter(p, real_in=[0, 3]) == (Fraction(3, 4), Fraction(1, 2))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_neuron_real_is_the_default_exactly(seed):
+    p = generate_pattern((1024, 64, 16), (1, 4), "random", seed=seed, shapes=((1, 32, 32), None, None))
+    default = scatter_vector(p)
+    for real_in, real_out in [(1024, 16), ("1024", "16"), ("32x32/32x32", None), (np.ones(1024, bool), range(16))]:
+        result = scatter_vector(p, real_in=real_in, real_out=real_out)
+        assert result.fractions == default.fractions and result.vector == default.vector
+    assert "real_neurons" not in default.to_dict() and default.real_neurons is None
+
+
+def test_real_neurons_of_mnist_pad32_are_where_the_data_puts_the_image():
+    # predsparse data mnist --layout pad32 pads 2 zero pixels on every side (a border, not at the end).
+    from predsparse.data.mnist import to_layout
+
+    image = to_layout(np.full((1, 28, 28), 255, dtype=np.uint8), "pad32")[0]
+    index, spelling = real_neuron_index("28x28/32x32", 1024)
+    assert spelling == "28x28/32x32" and np.array_equal(index, np.flatnonzero(image))
+    assert index[0] == 2 * 32 + 2 and index.size == 784
+    assert np.array_equal(real_neuron_index("1x28x28/1x32x32", 1024)[0], index)
+    assert not np.array_equal(real_neuron_index(784, 1024)[0], index)  # the authors' layout is another one
+    p = generate_pattern((1024, 64, 16), (1, 4), "random", seed=0, shapes=((1, 32, 32), None, None))
+    centred, first = (scatter_vector(p, real_in=r, real_out=10) for r in ("28x28/32x32", 784))
+    assert centred.fractions[:4] == first.fractions[:4] and centred.fractions[5] != first.fractions[5]
+
+
+@settings(max_examples=40, deadline=None)
+@given(small_patterns(), st.randoms(use_true_random=False))
+def test_real_neurons_match_dense_reference(pattern, random):
+    real_in = np.array(sorted(random.sample(range(pattern.net[0]), random.randint(1, pattern.net[0]))))
+    real_out = np.array(sorted(random.sample(range(pattern.net[-1]), random.randint(1, pattern.net[-1]))))
+    result = scatter_vector(pattern, real_in=real_in, real_out=real_out)
+    assert np.allclose(result.vector, reference_vector(pattern, real_in, real_out), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "real, message",
+    [
+        (0, "real input neurons 0: the count must be between 1 and the layer's 64"),
+        (65, "the count must be between 1 and the layer's 64"),
+        ("eight", "real input neurons 'eight' are not an int n"),
+        ("6x6/9x9", "the outer shape 9x9 holds 81 neurons, but the layer has 64"),
+        ("5x6/8x8", "the inner shape 5x6 must fit centred in 8x8"),
+        ("10x10/8x8", "the inner shape 10x10 must fit centred in 8x8"),
+        ([1, 1, 2], "repeat a neuron"),
+        ([0, 64], "non-empty subset of 0..63"),
+        ([], "non-empty subset of 0..63"),
+        (np.ones(63, bool), "mask has shape \\[63\\], not \\[64\\]"),
+        (1.5, "are not an int n"),
+        (True, "are not an int n"),
+    ],
+)
+def test_bad_real_neurons_name_the_value(real, message):
+    p = generate_pattern((64, 64), (8,), "random", seed=0)
+    with pytest.raises(ScatterError, match=message):
+        scatter_vector(p, real_in=real)
 
 
 # --- ordering ---------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from predsparse.patterns import generate_pattern, load_pattern
 from predsparse.scatter import scatter_vector
 from predsparse.spec import RunSpec
 from predsparse.summary import HISTORY_COLUMNS, SUMMARY_COLUMNS
-from predsparse.train import PAPER_DEFAULTS, make_optimizer, resolve_spec, train_run
+from predsparse.defaults import HYPERPARAMETERS, resolve_spec
+from predsparse.train import make_optimizer, train_run
 
 # Figures that legitimately differ between two runs of one spec (time, where it ran).
 VOLATILE = {"wall_time_s", "device", "versions", "git_commit"}
@@ -196,7 +197,7 @@ def test_paper_defaults_fill_only_missing_hyper_parameters(inputs):
     assert (mnist.optimizer, mnist.epochs, mnist.weight_decay) == ("adam", 100, 1e-4)
     conv = resolve_spec({"study": "s", "run_name": "r", "dataset": "mnist", "model": "mnist_conv", "data": "d",
                          "pattern": "p", "epochs": 7})
-    assert (conv.epochs, conv.weight_decay) == (7, PAPER_DEFAULTS["mnist", "mnist_conv"]["weight_decay"])
+    assert (conv.epochs, conv.weight_decay) == (7, HYPERPARAMETERS["mnist", "mnist_conv"]["weight_decay"])
 
 
 def test_dataset_that_does_not_fit_the_model(inputs, tmp_path):

@@ -35,6 +35,18 @@ The vector S = [S1f, S1b, ..., SJf, SJb, Sf, Sb] ends with the equivalent juncti
 J = 1). The scalar S is its minimum. `ScatterResult.key` ranks patterns with equal S by the next
 smallest values and how often they occur (Section 3.2).
 
+Padded layers (real neurons only)
+    A net whose input or output layer is padded (MNIST's 784 pixels in 1024 inputs, 10 classes in 16
+    outputs) may be scored, as the authors do, over its real neurons only: `scatter_vector(pattern,
+    real_in=..., real_out=...)`. Only the columns of real input neurons of A^{wr} count, in every run
+    that starts at layer 1 (S1b and Sb), and only the rows of real output neurons of A^{wl}, in every
+    run that ends at layer J+1 (SJf and Sf); the windows stay those of the whole layer, and paths
+    through padded neurons still count where they end on a real one. Which neurons are real is given
+    by `real_neuron_index`: an int n (the first n, the authors' layout: zeros appended at the end),
+    a string "n" or "HxW/PxQ" (an H x W image centred in a P x Q zero border and flattened row-major,
+    what `predsparse data mnist --layout pad32` writes: "28x28/32x32"), or the neuron indices
+    themselves (or a boolean mask). With every neuron real the result equals the default exactly.
+
 Cost
     Nothing of size N_i x N_{i+1} is built. A single junction takes one bincount over its edges. A run
     of junctions carries a (neurons x groups) count matrix through its junctions: one vectorised gather
@@ -49,7 +61,7 @@ Cost
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
 from typing import Sequence
@@ -347,19 +359,105 @@ def _mean_capped(adjacency: np.ndarray, ideal: int) -> Fraction:
     return Fraction(int(adjacency.sum(dtype=np.int64)), adjacency.size * ideal)
 
 
-def _run_scatter(junctions: _Junctions, first: int, last: int) -> tuple[Fraction, Fraction]:
+def _run_scatter(
+    junctions: _Junctions, first: int, last: int, real_in: np.ndarray | None = None, real_out: np.ndarray | None = None
+) -> tuple[Fraction, Fraction]:
+    """(S_f, S_b); `real_in` / `real_out` (neuron indices) keep only those columns of A^{wr} when the run
+    starts at layer 1, only those rows of A^{wl} when it ends at the last layer."""
     pattern = junctions.pattern
     left, right = run_windows(pattern, first, last)
     forward = _group_adjacency(junctions, first, last, left, _singletons(pattern.net[last + 1]), left.ideal)
     backward = _group_adjacency(junctions, first, last, _singletons(pattern.net[first]), right, right.ideal)
+    if real_out is not None and last == pattern.num_junctions - 1:
+        forward = forward[real_out]
+    if real_in is not None and first == 0:
+        backward = backward[:, real_in]
     return _mean_capped(forward, left.ideal), _mean_capped(backward, right.ideal)
 
 
-def run_scatter(pattern: Pattern, first: int = 0, last: int | None = None) -> tuple[Fraction, Fraction]:
-    """(S_f, S_b) of junction run first..last (0-based, inclusive; one junction by default), exact."""
+def run_scatter(
+    pattern: Pattern, first: int = 0, last: int | None = None, *, real_in=None, real_out=None
+) -> tuple[Fraction, Fraction]:
+    """(S_f, S_b) of junction run first..last (0-based, inclusive; one junction by default), exact.
+
+    `real_in`, `real_out`: the real neurons of a padded input / output layer (see `real_neuron_index`).
+    """
     last = first if last is None else last
     _check_run(pattern, first, last)
-    return _run_scatter(_Junctions(pattern), first, last)
+    real = _real_neurons(pattern, real_in, real_out)
+    return _run_scatter(_Junctions(pattern), first, last, *(r[0] if r else None for r in real))
+
+
+def _centred_index(text: str, n_neurons: int, side: str) -> np.ndarray | None:
+    """Indices of an inner block centred in an outer one, "HxW/PxQ" (any number of dimensions, row-major);
+    None when `text` is not of that form."""
+    inner_text, _, outer_text = text.partition("/")
+    try:
+        inner = tuple(int(d) for d in inner_text.split("x"))
+        outer = tuple(int(d) for d in outer_text.split("x"))
+    except ValueError:
+        return None
+    if len(inner) != len(outer) or min(inner + outer) < 1:
+        return None
+    if math.prod(outer) != n_neurons:
+        raise ScatterError(
+            f"real {side} neurons {text!r}: the outer shape {outer_text} holds {math.prod(outer)} neurons, but the "
+            f"layer has {n_neurons}"
+        )
+    if any(i > o or (o - i) % 2 for i, o in zip(inner, outer)):
+        raise ScatterError(
+            f"real {side} neurons {text!r}: the inner shape {inner_text} must fit centred in {outer_text} (each "
+            "dimension at most the outer one, with an even difference: the same border on both sides)"
+        )
+    offsets = [(o - i) // 2 for i, o in zip(inner, outer)]
+    coords = np.indices(inner).reshape(len(inner), -1) + np.array(offsets)[:, None]
+    return np.ravel_multi_index(tuple(coords), outer).astype(np.int64)
+
+
+def real_neuron_index(real, n_neurons: int, side: str = "input") -> tuple[np.ndarray, str]:
+    """(sorted indices of the real neurons of a layer of N neurons, the canonical spelling of `real`).
+
+    `real` is an int n (the first n neurons: padding appended at the end, the authors' layout), a string
+    "n" or "HxW/PxQ" (an H x W block centred in a P x Q layer flattened row-major; any number of
+    dimensions, e.g. "28x28/32x32" for MNIST zero-padded by 2 pixels on every side), or the neuron
+    indices themselves (a sequence of distinct ints) or a boolean mask of length N. The spelling is
+    "n", "HxW/PxQ" or "indices". Raises ScatterError naming the value and the valid forms.
+    """
+    forms = 'an int n (the first n neurons), "HxW/PxQ" (HxW centred in PxQ), or the neuron indices or a mask'
+    if isinstance(real, str) and not real.strip().isdigit():
+        index = _centred_index(real.strip(), n_neurons, side)
+        if index is None:
+            raise ScatterError(f"real {side} neurons {real!r} are not {forms}")
+        return index, real.strip()
+    if isinstance(real, (str, int, np.integer)) and not isinstance(real, bool):
+        n = int(real)
+        if not 1 <= n <= n_neurons:
+            raise ScatterError(f"real {side} neurons {real!r}: the count must be between 1 and the layer's {n_neurons}")
+        return np.arange(n, dtype=np.int64), str(n)
+    values = np.asarray(real)
+    if values.ndim != 1:
+        raise ScatterError(f"real {side} neurons {real!r} are not {forms}")
+    if values.size == 0:
+        values = values.astype(np.int64)  # reported below: an empty set
+    if values.dtype == bool:
+        if values.shape != (n_neurons,):
+            raise ScatterError(f"real {side} neuron mask has shape {list(values.shape)}, not [{n_neurons}]")
+        values = np.flatnonzero(values)
+    elif not np.issubdtype(values.dtype, np.integer):
+        raise ScatterError(f"real {side} neurons {real!r} are not {forms}")
+    index = np.unique(values).astype(np.int64)
+    if index.size != values.size:
+        raise ScatterError(f"real {side} neuron indices repeat a neuron; give each once")
+    if index.size == 0 or index[0] < 0 or index[-1] >= n_neurons:
+        raise ScatterError(f"real {side} neuron indices must be a non-empty subset of 0..{n_neurons - 1}")
+    return index, "indices"
+
+
+def _real_neurons(pattern: Pattern, real_in, real_out) -> tuple[tuple[np.ndarray, str] | None, ...]:
+    return tuple(
+        None if real is None else real_neuron_index(real, pattern.net[layer], side)
+        for real, layer, side in ((real_in, 0, "input"), (real_out, -1, "output"))
+    )
 
 
 @dataclass(frozen=True)
@@ -373,6 +471,8 @@ class ScatterResult:
 
     labels: tuple[str, ...]
     fractions: tuple[Fraction, ...]
+    # Which neurons were scored (see `scatter_vector`); None: every neuron of every layer.
+    real_neurons: dict | None = field(default=None, hash=False)
 
     @cached_property
     def vector(self) -> tuple[float, ...]:
@@ -388,7 +488,11 @@ class ScatterResult:
         return tuple(sorted(self.fractions))
 
     def to_dict(self) -> dict:
-        return {"vector": list(self.vector), "labels": list(self.labels), "scatter": self.scatter}
+        """{"vector", "labels", "scatter"}, plus "real_neurons" when only the real neurons were scored."""
+        out = {"vector": list(self.vector), "labels": list(self.labels), "scatter": self.scatter}
+        if self.real_neurons is not None:
+            out["real_neurons"] = self.real_neurons
+        return out
 
 
 def scatter_labels(num_junctions: int) -> tuple[str, ...]:
@@ -397,14 +501,29 @@ def scatter_labels(num_junctions: int) -> tuple[str, ...]:
     return tuple(labels + (["Sf", "Sb"] if num_junctions > 1 else []))
 
 
-def scatter_vector(pattern: Pattern) -> ScatterResult:
+def scatter_vector(pattern: Pattern, *, real_in=None, real_out=None) -> ScatterResult:
     """S = [S1f, S1b, ..., SJf, SJb, Sf, Sb] of a pattern (Sf, Sb: equivalent junction 1:J, when J > 1).
 
     Layer shapes come from `pattern.shapes`; use `dataclasses.replace(pattern, shapes=...)` to window a
     pattern saved without them.
+
+    `real_in`, `real_out`: the real neurons of a padded input (layer 1) and output (layer J+1) layer,
+    in any form `real_neuron_index` takes (e.g. real_in="28x28/32x32" or 784, real_out=10). S1b and Sb
+    are then averaged over the real input neurons only, SJf and Sf over the real output neurons only
+    (the authors' convention; see the module docstring). The result records them in `real_neurons`:
+    {"input": {"real": count, "of": N_1, "spec": spelling}, "output": {...}} ("all" for a side not
+    given); it stays None when neither is given.
     """
+    real = _real_neurons(pattern, real_in, real_out)
     junctions = _Junctions(pattern)
     j = pattern.num_junctions
     runs = [(i, i) for i in range(j)] + ([(0, j - 1)] if j > 1 else [])
-    fractions = [s for first, last in runs for s in _run_scatter(junctions, first, last)]
-    return ScatterResult(scatter_labels(j), tuple(fractions))
+    indices = tuple(r[0] if r else None for r in real)
+    fractions = [s for first, last in runs for s in _run_scatter(junctions, first, last, *indices)]
+    record = None
+    if real_in is not None or real_out is not None:
+        record = {
+            side: {"real": int(n if r is None else r[0].size), "of": int(n), "spec": "all" if r is None else r[1]}
+            for side, r, n in (("input", real[0], pattern.net[0]), ("output", real[1], pattern.net[-1]))
+        }
+    return ScatterResult(scatter_labels(j), tuple(fractions), record)

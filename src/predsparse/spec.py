@@ -21,6 +21,7 @@ DATASETS = ("morse", "mnist", "cifar10", "cifar100")
 NUM_CLASSES = {"morse": 64, "mnist": 10, "cifar10": 10, "cifar100": 100}
 MODELS = ("mlp", "mnist_conv", "cifar_conv")
 OPTIMIZERS = ("adam", "sgd")
+INITS = ("uniform", "he_dense")  # predsparse.nn.init
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -40,6 +41,7 @@ class RunSpec:
     lr: float = 1e-3
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0  # L2 on existing weights only
+    init: str = "uniform"  # CL weight initialisation (predsparse.nn.init)
     batch_size: int = 256
     epochs: int = 30
     device: str = "auto"
@@ -56,6 +58,8 @@ class RunSpec:
         payload = {k: v for k, v in self.to_dict().items() if k not in ("tracking_uri", "device")}
         if not payload["method"]:  # runs of fixed connections keep the ids they had before methods existed
             del payload["method"]
+        if payload["init"] == "uniform":  # and runs of our init the ids they had before inits were a setting
+            del payload["init"]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 
@@ -118,6 +122,7 @@ class RunSpec:
         choice("dataset", self.dataset, DATASETS)
         choice("model", self.model, MODELS)
         choice("optimizer", self.optimizer, OPTIMIZERS)
+        choice("init", self.init, INITS)
         choice("device", self.device, DEVICES)
         for key in ("seed", "batch_size", "epochs"):
             value = getattr(self, key)

@@ -38,6 +38,13 @@ SUMMARY_COLUMNS = (
     "test_acc",         # of the best-validation checkpoint
     "wall_time_s",
     "device",
+    # The run's training settings (its spec), for protocol ablations; empty in summaries written before.
+    "optimizer",        # adam | sgd
+    "lr",
+    "momentum",         # SGD only
+    "weight_decay",
+    "batch_size",
+    "init",             # CL weight initialisation (predsparse.nn.init)
 )
 
 # One row per run per epoch.

@@ -19,8 +19,7 @@
   run's dense phase), and metrics.json describes the connections trained (`final_pattern.npz`), with the
   pattern file's under `initial`.
 
-`PAPER_DEFAULTS` holds the hyper-parameters used where a spec does not give them: the paper's where it
-states them, documented choices where it does not.
+Hyper-parameters a spec does not give come from the one table of defaults, `predsparse.defaults`.
 """
 
 from __future__ import annotations
@@ -51,42 +50,6 @@ from predsparse.tracking import RunTracker
 CHECKPOINT_FORMAT = 1
 EVAL_BATCH = 4096
 _CHECK_EVERY = 16  # batches between non-finite checks (each one is a device sync)
-
-# Hyper-parameters by (dataset, model); a spec's own values win (`resolve_spec`).
-#   dataset/model       optimizer        lr     L2     batch  epochs
-#   morse/mlp           SGD, mom. 0.9    0.2    0      256    30
-#   mnist/mlp           Adam             1e-3   1e-4   256    100
-#   mnist/mnist_conv    Adam             1e-3   1e-4   256    30
-#   cifar*/cifar_conv   Adam             1e-3   0      256    30
-# From the paper: Adam unless stated, 30 epochs, no augmentation (2.2.1); SGD for Morse (2.2.3); L2 for
-# the MNIST nets (footnote 1); 100 epochs for the MNIST CL-only nets (Fig. 2c). Our choices where it is
-# silent: Adam's usual lr 1e-3; batches of 256; L2 weight decay 1e-4 (= Keras l2(5e-5)); for Morse SGD,
-# momentum 0.9 and lr 0.2, the best of a 10-epoch sweep (lr 0.05-0.2, batch 64/256, dense and 12.5 %
-# nets on 64k baseline samples): 0.2 with batch 256 matched 0.05 with batch 64 in half the time.
-_ADAM = {"optimizer": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 256, "epochs": 30}
-PAPER_DEFAULTS = {
-    ("morse", "mlp"): {**_ADAM, "optimizer": "sgd", "lr": 0.2},
-    ("mnist", "mlp"): {**_ADAM, "weight_decay": 1e-4, "epochs": 100},
-    ("mnist", "mnist_conv"): {**_ADAM, "weight_decay": 1e-4},
-    ("cifar10", "cifar_conv"): _ADAM,
-    ("cifar100", "cifar_conv"): _ADAM,
-}
-
-
-def paper_defaults(dataset: str, model: str) -> dict:
-    """The default hyper-parameters of a dataset and model (see `PAPER_DEFAULTS`)."""
-    if (dataset, model) not in PAPER_DEFAULTS:
-        raise ConfigError(f"no defaults for dataset '{dataset}' with model '{model}'; known pairs: "
-                          + ", ".join(f"{d}/{m}" for d, m in PAPER_DEFAULTS))
-    return dict(PAPER_DEFAULTS[dataset, model])
-
-
-def resolve_spec(raw: dict, where: str = "run spec") -> RunSpec:
-    """A RunSpec from a mapping whose missing hyper-parameters come from `paper_defaults`."""
-    if isinstance(raw, dict) and (raw.get("dataset"), raw.get("model", "mlp")) in PAPER_DEFAULTS:
-        raw = {**paper_defaults(raw["dataset"], raw.get("model", "mlp")), **raw}
-    return RunSpec.from_dict(raw, where)
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":

@@ -26,6 +26,10 @@ rule report:
         summary=f"{RESULTS}/summary.csv",
         history=f"{RESULTS}/history.csv",
         run_info=f"{RESULTS}/run_info.json",
+        # Shipped with the report: the curated reasons for disagreements and config.yaml's training-free
+        # counts (`predsparse counts`); editing either redraws the report.
+        reasons=os.path.join(workflow.basedir, "src/predsparse/report/paper_reasons.yaml"),
+        counts=os.path.join(workflow.basedir, "src/predsparse/report/config_counts.csv"),
     output:
         f"{RESULTS}/report.md",
     params:
@@ -40,4 +44,4 @@ rule report:
         SOFTWARE
     shell:
         "predsparse report --summary {input.summary} --history {input.history} --out {params.out} "
-        "--run-info {input.run_info} > {log} 2>&1"
+        "--run-info {input.run_info} --reasons {input.reasons} --counts {input.counts} > {log} 2>&1"

@@ -1,5 +1,6 @@
 # Scatter vector S = [S1f, S1b, ..., Sf, Sb] of every pattern file (Section 3.1): a second, no training,
-# so a local rule.
+# so a local rule. A study with `scatter: {neurons: real}` scores padded layers over their real neurons
+# only (--real-in/--real-out, recorded in the JSON as real_neurons).
 
 
 localrules:
@@ -11,6 +12,8 @@ rule scatter:
         f"{RESULTS}/patterns/{{pattern_id}}.npz",
     output:
         f"{RESULTS}/scatter/{{pattern_id}}.json",
+    params:
+        args=lambda w: PLAN.scatter_args(w.pattern_id),
     log:
         f"{RESULTS}/logs/scatter/{{pattern_id}}.log",
     threads: 1
@@ -20,4 +23,4 @@ rule scatter:
     conda:
         SOFTWARE
     shell:
-        "predsparse scatter {input} --json -o {output} > {log} 2>&1"
+        "predsparse scatter {input} {params.args} --json -o {output} > {log} 2>&1"

@@ -28,6 +28,7 @@ VERBS = {
     "report": "report",
     "csc": "csc",
     "plan": "plan",
+    "counts": "counts",
 }
 
 

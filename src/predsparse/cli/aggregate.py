@@ -60,6 +60,7 @@ def summary_row(metrics: dict) -> dict:
         "test_acc": metrics["test_acc"],
         "wall_time_s": metrics["wall_time_s"],
         "device": metrics["device"],
+        **{key: spec.get(key, "") for key in ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "init")},
     }
 
 

@@ -134,7 +134,8 @@ def _grow(args) -> int:
     from predsparse.errors import ConfigError
     from predsparse.patterns import load_pattern
     from predsparse.spec import RunSpec
-    from predsparse.train import resolve_spec, train_run
+    from predsparse.defaults import resolve_spec
+    from predsparse.train import train_run
 
     base = resolve_spec(RunSpec.read_raw(args.spec), where=args.spec)
     pattern = load_pattern(base.pattern)

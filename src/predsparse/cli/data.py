@@ -64,8 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         info = DATASETS[name]
         fetched = sub.add_parser(
             name, help=f"download (or find) and parse {name}",
-            description=f"{info.description}. Archives are verified by MD5 and kept in ROOT/{name}/; the "
-                        "validation split is the last 10% of the official training set.",
+            description=f"{info.description}. Archives are verified by MD5 and kept in ROOT/{name}/ (or "
+                        f"directly in ROOT when it has no {name}/ folder); a file already there that fails "
+                        "verification is refused and never changed. The validation split is the last 10% of the "
+                        "official training set.",
         )
         if len(info.layouts) > 1:
             fetched.add_argument("--layout", choices=list(info.layouts), default=info.default_layout,
@@ -74,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         fetched.add_argument("--root", type=Path,
                              help=f"directory of the original archives (default ${DATA_ENV}, else {DEFAULT_ROOT})")
         fetched.add_argument("--offline", action="store_true",
-                             help="never download: use the archives already in ROOT/" + name)
+                             help=f"never download: use the archives already in ROOT/{name} (read only: nothing "
+                                  "is written there, so a read-only shared folder works)")
         fetched.add_argument("-o", "--out", type=Path,
                              help=f"output .npz (default resources/{name}/{name}.npz for the default layout, "
                                   f"resources/{name}/{name}_LAYOUT.npz otherwise)")

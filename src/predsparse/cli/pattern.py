@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", default="random", help=f"pattern kind (default random). {kinds}")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same inputs, same file")
     parser.add_argument(
+        "--generator",
+        help="random only: uniform (default; close to uniform over all junctions, rows in random order) or "
+        "sequential (the authors' generator: right neurons filled in index order, each from the left "
+        "neurons whose fan-out is not yet full, the last ones forced to take what is left)",
+    )
+    parser.add_argument(
         "--cluster",
         action="append",
         default=[],
@@ -71,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     from predsparse.patterns.generate import generate_pattern, parse_clusters
 
     options = {}
+    if args.generator is not None:
+        if args.kind != "random":
+            raise PatternError(f"--generator is for kind random, not {args.kind}")
+        options["generator"] = args.generator
     if args.cluster:
         if args.kind != "planned":
             raise PatternError(f"--cluster is for kind planned, not {args.kind}")
@@ -88,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
     def join(values) -> str:
         return ",".join(str(v) for v in values)
 
+    generator = pattern.meta.get("options", {}).get("generator")
     print(
-        f"{pattern.kind} net={join(pattern.net)} fo={join(pattern.fanouts)} fi={join(pattern.fanins)} "
+        f"{pattern.kind}{f' ({generator})' if generator else ''} net={join(pattern.net)} fo={join(pattern.fanouts)} fi={join(pattern.fanins)} "
         f"density={join(f'{100 * x:.4g}%' for x in d.junction_densities)} overall={100 * d.overall_density:.4g}% "
         f"weights={d.weights}/{d.dense_weights} -> {args.output}"
     )

@@ -13,11 +13,18 @@ def add_arguments(parser) -> None:
                         help="run-info JSON written by the pipeline (preset, versions, wall time, deviations)")
     parser.add_argument("--paper", default=None,
                         help="paper numbers CSV (default: the copy of paper_numbers.csv shipped with predsparse)")
+    parser.add_argument("--counts", default=None,
+                        help="training-free counts of config.yaml's Table 1/2 configurations (`predsparse counts`; "
+                             "default: the config_counts.csv shipped with predsparse)")
+    parser.add_argument("--reasons", default=None,
+                        help="curated reasons for disagreements (default: the paper_reasons.yaml shipped with "
+                             "predsparse)")
 
 
 def run(args) -> int:
     from predsparse.report.document import build_report
 
-    written = build_report(args.summary, args.history, args.out, args.run_info, args.paper)
+    written = build_report(args.summary, args.history, args.out, args.run_info, args.paper, args.counts,
+                           args.reasons)
     print(f"wrote {len(written)} files under {args.out} (report.md, report.html)")
     return 0

@@ -21,7 +21,7 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print the run's metrics.json on stdout")
     quick = parser.add_argument_group(
         "run settings (without --spec: --dataset, --data and --pattern are required; optimiser, lr, batch size, "
-        "epochs and L2 default to the paper's settings for the dataset, see predsparse.train.PAPER_DEFAULTS)")
+        "epochs and L2 default to the paper's settings for the dataset, see predsparse.defaults)")
     quick.add_argument("--dataset", help="morse | mnist | cifar10 | cifar100")
     quick.add_argument("--data", metavar="NPZ", help="dataset file from `predsparse data`")
     quick.add_argument("--pattern", metavar="NPZ", help="pattern file from `predsparse pattern`")
@@ -58,7 +58,8 @@ def _method_flag(text: str):
 def run(args) -> int:
     from predsparse.errors import ConfigError
     from predsparse.spec import RunSpec
-    from predsparse.train import resolve_spec, train_run
+    from predsparse.defaults import resolve_spec
+    from predsparse.train import train_run
 
     raw = RunSpec.read_raw(args.spec) if args.spec else {}
     raw.update({key: getattr(args, key) for key in _SPEC_FLAGS if getattr(args, key) is not None})

@@ -1,8 +1,11 @@
 """CIFAR-10 and CIFAR-100 from the publisher's BINARY archives, verified by MD5; nothing is ever unpickled.
 
 The archive lives in `ROOT/cifar10/` or `ROOT/cifar100/` (ROOT: `--root`, else $PREDSPARSE_DATA, else
-resources/raw). Its members are read straight from the tar.gz stream (never extracted to disk, so no
-member path can escape the directory).
+resources/raw), or directly in ROOT when it has no such folder. It is verified by the publisher's archive
+MD5 (no content MD5 is recorded for the tar streams); an archive already there with another MD5 is refused
+and left untouched, never removed. Offline, nothing is written in ROOT (it may be read-only). Its members
+are read straight from the tar.gz stream (never extracted to disk, so no member path can escape the
+directory).
 
 Binary records: CIFAR-10 = 1 label byte + 3072 pixel bytes; CIFAR-100 = 1 coarse + 1 fine label byte +
 3072 pixel bytes (we keep the FINE label: 100 classes). Pixels are 1024 red, 1024 green, 1024 blue values,
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from predsparse.data import DATASETS, holdout_last, write_dataset
-from predsparse.data.download import RemoteFile, fetch_all
+from predsparse.data.download import RemoteFile, dataset_directory, fetch_all_verified
 from predsparse.errors import DatasetError
 
 PIXELS = 3 * 32 * 32
@@ -113,7 +116,9 @@ def prepare(name: str, root: str | Path, out: str | Path, *, offline: bool = Fal
         raise DatasetError(f"CIFAR dataset '{name}' is not one of {list(SOURCES)}")
     source = SOURCES[name]
     remote = remote or source.remote
-    (archive,) = fetch_all([remote], Path(root) / name, offline=offline, **fetch_options)
+    (fetched,) = fetch_all_verified([remote], dataset_directory(root, name, [remote]), offline=offline,
+                                    **fetch_options)
+    archive = fetched.path
     members = read_members(archive, [*source.train_members, source.test_member, source.names_member])
     parts = [parse_records(members[m], source, f"{archive}:{m}") for m in source.train_members]
     train_x = np.concatenate([images for images, _ in parts])
@@ -137,6 +142,7 @@ def prepare(name: str, root: str | Path, out: str | Path, *, offline: bool = Fal
         "scaling": "x = pixel / 255, (3, 32, 32) RGB planes",
         "split_rule": "validation = last 10% of the official training set (Keras validation_split); "
                       "test = the official test set",
-        "sources": {remote.name: {"md5": remote.md5, "urls": list(remote.urls)}},
+        "sources": {remote.name: {"md5": remote.md5, "urls": list(remote.urls), "verified": fetched.verified,
+                                  "file_md5": fetched.md5}},
     }
     return write_dataset(out, arrays, info)

@@ -1,19 +1,33 @@
 """Fetch a publisher's file once, safely: verified, resumable, atomic, and safe under concurrency.
 
-`fetch(remote, directory)` returns the path of `directory/remote.name` after making sure its MD5 is the
-publisher's:
+`fetch(remote, directory)` returns the path of `directory/remote.name` after making sure it is the
+publisher's file. A file is genuine when EITHER check passes (`fetch_verified` says which one did):
 
-- A file already there with the right MD5 is used as is (never fetched again); one with a wrong MD5 is
-  removed and fetched anew (or reported, offline).
+- "archive md5": the MD5 of the file is the publisher's archive MD5;
+- "content md5": the file is a gzip stream whose decompressed bytes have the known MD5 (and size). This
+  accepts a genuine copy recompressed by a mirror or by hand (`gzip -n -9`), whose archive MD5 differs.
+  The gunzip is streamed (never the whole decompressed file in memory). Only for files whose
+  `RemoteFile.content_md5` is known.
+
+Rules:
+
+- A file already there (downloaded earlier or put there by the user) that passes a check is used as is
+  (never fetched again). One that passes neither is NEVER removed or changed, online or offline: a
+  one-line DatasetError names it, its MD5, the expected MD5s and what to do.
+- Offline, nothing at all is written in the directory (no lock file, no directory created): it may be a
+  read-only shared folder. Online, a directory where the lock file cannot be created (read-only) is only
+  read: a genuine file there is used, a missing one is an error.
 - Transfers go to `NAME.part`; a `.part` left by an interrupted run is resumed with an HTTP Range request
   (a server that ignores Range makes it start over). Each mirror gets `retries` further attempts with
   exponential backoff (backoff, 2 x backoff, ..., at most a minute), every socket operation a timeout;
   an HTTP 4xx other than 408/429 moves straight to the next mirror.
-- A complete `.part` is checked against the MD5 and only then renamed onto `NAME` (atomic). A mismatch
-  removes it and counts; a second mismatch is a DatasetError. A failed write (disk full) removes the
-  `.part` and is a DatasetError: nothing half-written is ever left under the real name.
+- A complete `.part` is checked as above and only then renamed onto `NAME` (atomic). A mismatch removes
+  it (the `.part` is ours) and counts; a second mismatch is a DatasetError. A failed write (disk full)
+  removes the `.part` and is a DatasetError: nothing half-written is ever left under the real name.
 - An exclusive `fcntl.flock` on `.NAME.lock` serialises processes fetching the same file: the second one
   waits, then finds the verified file. The empty lock file stays (removing it would race with waiters).
+  An offline reader takes no lock: a concurrent download appears atomically (rename), so it sees either
+  no file or the whole verified one.
 - Offline, or when every mirror fails, the DatasetError names the URLs, the file name, its MD5 and the
   directory to put it in by hand.
 
@@ -25,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gzip
 import hashlib
 import http.client
 import logging
@@ -33,9 +48,10 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from predsparse.errors import DatasetError
 
@@ -45,18 +61,85 @@ CHUNK = 1 << 20
 MAX_BACKOFF = 60.0  # seconds; the exponential wait between attempts stops growing here
 
 
+ARCHIVE_MD5 = "archive md5"  # the file's own MD5 is the publisher's
+CONTENT_MD5 = "content md5"  # the file's gunzipped bytes have the known MD5 (a recompressed copy)
+
+
 @dataclass(frozen=True)
 class RemoteFile:
-    """A publisher's file: its name on disk, its MD5, the URLs serving it in order of preference, its size."""
+    """A publisher's file: its name on disk, its MD5, the URLs serving it in order of preference, its size.
+
+    `content_md5` / `content_size`, when known, describe the gunzipped bytes of the file: a copy with
+    another archive MD5 (recompressed) but this content is accepted too.
+    """
 
     name: str
     md5: str
     urls: tuple[str, ...]
     size: int | None = None  # bytes; for the free-space check and messages
+    content_md5: str | None = None  # MD5 of the decompressed (gunzipped) bytes
+    content_size: int | None = None  # bytes, decompressed
 
     def describe(self) -> str:
         size = f", {self.size} bytes" if self.size else ""
-        return f"{self.name} (md5 {self.md5}{size})"
+        content = ""
+        if self.content_md5:
+            content_size = f", {self.content_size} bytes" if self.content_size else ""
+            content = f"; or any gzip of content md5 {self.content_md5}{content_size}"
+        return f"{self.name} (md5 {self.md5}{size}{content})"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A verified local file: where it is, which check passed (ARCHIVE_MD5 / CONTENT_MD5), its own MD5."""
+
+    path: Path
+    verified: str
+    md5: str
+
+
+@dataclass(frozen=True)
+class _Check:
+    verified: str | None  # the check that passed, None if none did
+    md5: str  # of the file as it is
+    content: str = ""  # what its decompressed content turned out to be, for messages
+
+
+def verify(remote: RemoteFile, path: Path) -> _Check:
+    """Check `path` against `remote`: archive MD5 first, then (if known) the MD5 of its gunzipped bytes."""
+    found = md5_of(path)
+    if found == remote.md5:
+        return _Check(ARCHIVE_MD5, found)
+    if not remote.content_md5:
+        return _Check(None, found)
+    try:
+        content_md5, content_size = gunzipped_md5(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        return _Check(None, found, f"not a readable gzip file ({exc})")
+    if content_md5 == remote.content_md5 and remote.content_size in (None, content_size):
+        return _Check(CONTENT_MD5, found)
+    return _Check(None, found, f"content md5 {content_md5}, {content_size} bytes decompressed")
+
+
+def gunzipped_md5(path: Path) -> tuple[str, int]:
+    """MD5 and size of the decompressed bytes of a gzip file, streamed chunk by chunk."""
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    with gzip.open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def dataset_directory(root: str | Path, name: str, remotes: Iterable[RemoteFile]) -> Path:
+    """Where a dataset's files are: ROOT/name, or ROOT itself when it has no `name` folder but holds
+    some of the files directly (e.g. --root pointing straight at a folder of the MNIST .gz files)."""
+    root = Path(root)
+    nested = root / name
+    if not nested.is_dir() and any((root / remote.name).is_file() for remote in remotes):
+        return root
+    return nested
 
 
 class _TransferFailed(Exception):
@@ -79,16 +162,23 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 @contextlib.contextmanager
-def _locked(directory: Path, name: str) -> Iterator[None]:
+def _locked(directory: Path, name: str) -> Iterator[bool]:
+    """Hold the lock of `name` in `directory`; yields False (no lock) if the directory is read-only."""
     path = directory / f".{name}.lock"
     try:
         lock = open(path, "a")
     except OSError as exc:
+        if exc.errno in READ_ONLY_ERRNOS:  # nothing can be written there by us: only read it
+            yield False
+            return
         raise DatasetError(f"cannot create lock file {path}: {exc.strerror or exc}") from None
     with lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released by close, or by the kernel if we die
-        yield
+        yield True
 
 
 def _manual_hint(remote: RemoteFile, directory: Path) -> str:
@@ -96,34 +186,69 @@ def _manual_hint(remote: RemoteFile, directory: Path) -> str:
             f"and put it in {directory.resolve()}/")
 
 
-def fetch(remote: RemoteFile, directory: str | Path, *, offline: bool = False, timeout: float = 60.0,
-          retries: int = 3, backoff: float = 1.0) -> Path:
+def _expected(remote: RemoteFile) -> str:
+    expected = f"the publisher's archive md5 {remote.md5}"
+    if remote.content_md5:
+        size = f", {remote.content_size} bytes" if remote.content_size else ""
+        expected += f" or a gzip whose decompressed content has md5 {remote.content_md5}{size}"
+    return expected
+
+
+def _use_present(remote: RemoteFile, target: Path, *, offline: bool) -> Fetched:
+    """The file already at `target` if it passes a check; otherwise refuse, leaving it untouched."""
+    try:
+        check = verify(remote, target)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {target}: {exc.strerror or exc}; it was left untouched") from None
+    if check.verified:
+        log.info("using %s (%s verified)", target, check.verified)
+        return Fetched(target, check.verified, check.md5)
+    found = f"md5 {check.md5}" + (f"; {check.content}" if check.content else "")
+    todo = "and run again" if offline else "or move it away and run again to download it"
+    raise DatasetError(
+        f"{target} is not a genuine {remote.name}: it has {found}; expected {_expected(remote)}. "
+        f"It was left untouched: replace it with a genuine copy (from {' or '.join(remote.urls)}) {todo}"
+    )
+
+
+def fetch(remote: RemoteFile, directory: str | Path, **options) -> Path:
     """The verified local copy of `remote` in `directory`, downloaded if needed (see the module doc)."""
+    return fetch_verified(remote, directory, **options).path
+
+
+def fetch_verified(remote: RemoteFile, directory: str | Path, *, offline: bool = False, timeout: float = 60.0,
+                   retries: int = 3, backoff: float = 1.0) -> Fetched:
+    """`fetch`, also saying which check the file passed and its MD5."""
     directory = Path(directory)
+    target = directory / remote.name
+    if offline:  # read only: no directory created, no lock file, nothing written
+        if target.is_file():
+            return _use_present(remote, target, offline=True)
+        raise DatasetError(f"{remote.name} is not in {directory.resolve()} and downloads are off (offline); "
+                           + _manual_hint(remote, directory))
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DatasetError(f"cannot create data directory {directory}: {exc.strerror or exc}") from None
-    target = directory / remote.name
-    with _locked(directory, remote.name):
+    with _locked(directory, remote.name) as locked:
         if target.exists():
-            found = md5_of(target)
-            if found == remote.md5:
-                return target
-            target.unlink()
-            log.warning("removed %s: md5 %s, expected %s", target, found, remote.md5)
-            if offline:
-                raise DatasetError(f"{target} had md5 {found}, not the publisher's; it was removed; "
-                                   + _manual_hint(remote, directory))
-        if offline:
-            raise DatasetError(f"{remote.name} is not in {directory.resolve()} and downloads are off (offline); "
-                               + _manual_hint(remote, directory))
+            return _use_present(remote, target, offline=False)
+        if not locked:
+            raise DatasetError(f"{remote.name} is not in {directory.resolve()}, which is read-only (no lock "
+                               "file can be created there, so nothing can be downloaded into it); "
+                               + _manual_hint(remote, directory) + ", or give a writable root")
         return _download(remote, target, timeout=timeout, retries=retries, backoff=backoff)
 
 
 def fetch_all(remotes: Sequence[RemoteFile], directory: str | Path, *, offline: bool = False,
               **options) -> list[Path]:
     """`fetch` every file of a dataset; offline, one error lists every file that is missing."""
+    return [fetched.path for fetched in fetch_all_verified(remotes, directory, offline=offline, **options)]
+
+
+def fetch_all_verified(remotes: Sequence[RemoteFile], directory: str | Path, *, offline: bool = False,
+                       **options) -> list[Fetched]:
+    """`fetch_all`, also saying which check each file passed and its MD5."""
     directory = Path(directory)
     if offline:
         missing = [r for r in remotes if not (directory / r.name).exists()]
@@ -133,10 +258,10 @@ def fetch_all(remotes: Sequence[RemoteFile], directory: str | Path, *, offline: 
                 + "; ".join(f"{r.describe()} from {' or '.join(r.urls)}" for r in missing)
                 + f"; download them by hand and put them in {directory.resolve()}/"
             )
-    return [fetch(remote, directory, offline=offline, **options) for remote in remotes]
+    return [fetch_verified(remote, directory, offline=offline, **options) for remote in remotes]
 
 
-def _download(remote: RemoteFile, target: Path, *, timeout: float, retries: int, backoff: float) -> Path:
+def _download(remote: RemoteFile, target: Path, *, timeout: float, retries: int, backoff: float) -> Fetched:
     part = target.with_name(target.name + ".part")
     _check_free_space(remote, part)
     failures: dict[str, str] = {}  # url -> why its last attempt failed
@@ -156,12 +281,13 @@ def _download(remote: RemoteFile, target: Path, *, timeout: float, retries: int,
             except _WriteFailed as exc:
                 part.unlink(missing_ok=True)
                 raise DatasetError(f"cannot write {part}: {exc}; nothing was kept") from None
-            found = md5_of(part)
-            if found == remote.md5:
+            check = verify(remote, part)
+            found = check.md5
+            if check.verified:
                 os.replace(part, target)
-                log.info("downloaded %s", target)
-                return target
-            part.unlink()
+                log.info("downloaded %s (%s verified)", target, check.verified)
+                return Fetched(target, check.verified, found)
+            part.unlink()  # our own .part: removing it changes nothing the user put there
             mismatches += 1
             if mismatches == 2:
                 raise DatasetError(

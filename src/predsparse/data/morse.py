@@ -8,13 +8,17 @@ of leading spaces when `leadingsp_rand` is on; the rest of the frame is trailing
 Styles:
 - `gray`: every value of a dot or dash is an independent Gaussian level N(symbmean, symbsd) out of `levels`,
   spaces are 0; Gaussian noise N(noisemean, noisesd) is added to every value; values are clipped to
-  [0, levels], divided by `levels` and rounded to 3 decimals.
+  [0, levels], divided by `levels` and rounded to 3 decimals; with `integer_levels` (the October 2017
+  generator) they are first rounded to the nearest integer, so every value is a multiple of 1/levels.
+
+Variants: `baseline` (noise-free), `difficult` (noise sd 4, random leading spaces, dashes 3-9) and
+`paper2017` (the October 2017 generator's defaults that the paper cites: noise sd 1, integer levels).
 - `bw`: 1 for dot or dash, 0 for space; noise is a uniform number in [0, maxflip] of bit flips at distinct
   random positions.
 
 Parameters keep the family generator's names (so a JSON reads against it directly):
 framelen, dilation, minlendot/maxlendot, minlendash/maxlendash, minlensp/maxlensp (inner spaces),
-leadingsp_rand, maxflip (bw), levels, symbmean, symbsd, noisemean, noisesd (gray).
+leadingsp_rand, maxflip (bw), levels, symbmean, symbsd, noisemean, noisesd, integer_levels (gray).
 
 Dilation d (an integer >= 1), as in the family generator: the frame becomes framelen * d values and every
 length range [lo, hi] becomes [lo * d, hi * d], i.e. the whole codeword is stretched in time by d with the
@@ -86,6 +90,9 @@ class MorseParams:
     symbsd: float = 1.34
     noisemean: float = 0.0
     noisesd: float = 0.0
+    # The October 2017 generator rounds every value to an integer level before clipping, so values are
+    # multiples of 1/levels (levels + 1 of them); the 2018 family generator rounds to 3 decimals instead.
+    integer_levels: bool = False
 
     @property
     def frame(self) -> int:
@@ -142,6 +149,9 @@ class MorseParams:
 VARIANTS: dict[str, MorseParams] = {
     "baseline": MorseParams(),
     "difficult": MorseParams(noisesd=4.0, leadingsp_rand=True, minlendash=3),
+    # The generator's defaults of October 2017, the version the paper cites (Dey 2017): GRAY, noise sd 1
+    # on every value, integer levels. Most likely the paper's Morse data (../shared/reference).
+    "paper2017": MorseParams(noisesd=1.0, integer_levels=True),
 }
 
 
@@ -254,6 +264,8 @@ def _class_samples(code: str, n: int, params: MorseParams, rng: np.random.Genera
     x = np.where(on, levels, 0.0)
     if params.noisesd or params.noisemean:
         x += params.noisesd * rng.standard_normal(on.shape) + params.noisemean
+    if params.integer_levels:
+        return np.clip(np.rint(x), 0.0, params.levels) / params.levels
     return np.round(np.clip(x, 0.0, params.levels) / params.levels, 3)
 
 

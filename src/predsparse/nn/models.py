@@ -32,6 +32,7 @@ from torch import nn
 
 from predsparse.errors import ConfigError
 from predsparse.nn.csc import CSCLinear, csc_linear_layers
+from predsparse.nn.init import initialise_junctions
 from predsparse.nn.sparse_linear import layers_from_pattern
 from predsparse.patterns import Pattern
 from predsparse.spec import RunSpec
@@ -112,10 +113,17 @@ def build_model(spec: RunSpec, pattern: Pattern, masked: bool = False) -> Patter
     """The model `spec.model` (mlp | mnist_conv | cifar_conv) with the CLs of `pattern`.
 
     `masked=True` gives every sparse junction a `MaskedLinear` (for methods whose connections change freely).
+    The CL weights are initialised by `spec.init` (predsparse.nn.init).
 
     Raises ConfigError when the pattern's net does not fit the model: its first layer must be the
     conv features (3136 for mnist_conv, 4096 for cifar_conv) and its output layer must hold every real class.
     """
+    net = _build(spec, pattern, masked)
+    initialise_junctions(net.cls.junctions, spec.init)
+    return net
+
+
+def _build(spec: RunSpec, pattern: Pattern, masked: bool) -> PatternNet:
     model, num_classes, net = spec.model, spec.num_classes, cl_net(pattern)
     if net[-1] < num_classes:
         raise ConfigError(f"pattern net {list(net)} has {net[-1]} outputs but {spec.dataset} has {num_classes} classes; "

@@ -8,7 +8,9 @@ Kinds (junction i joins N_i left to N_{i+1} right neurons, fi_i = N_i * fo_i / N
 
 - `dense`: fo_i = N_{i+1}, every left neuron feeds every right neuron.
 - `random`: exactly fi_i inputs per right neuron and fo_i outputs per left neuron, no repeated
-  connection, drawn at random (see `random_fan_in_index` for the distribution).
+  connection, drawn at random by one of two generators (option `generator`, see `GENERATORS`):
+  `uniform` (the default, `random_fan_in_index`) or `sequential`, the authors' own generator
+  (`sequential_fan_in_index`).
 - `planned`: a window structure chosen per junction (forward clustering c_f, backward clustering c_b)
   so that the scatter values are exactly S_if = 1/c_f and S_ib = 1/c_b (see `planned_fan_in_index`).
 - `unstructured`: N_i * fo_i connections placed uniformly at random among the N_{i+1} x N_i positions,
@@ -85,6 +87,60 @@ def random_fan_in_index(n_left: int, n_right: int, fi: int, rng: np.random.Gener
             remaining[chosen] -= 1
             index[row] = np.sort(chosen)
     return index[rng.permutation(n_right)]
+
+
+def sequential_fan_in_index(n_left: int, n_right: int, fi: int, rng: np.random.Generator) -> np.ndarray:
+    """The authors' random junction ("adjmat_basic"): (n_right, fi) int32 fan-in index with sorted rows.
+
+    Right neurons are filled in index order 0, 1, ..., n_right - 1 and the rows are not shuffled
+    afterwards. Right neuron r takes its fi inputs uniformly at random, without repeats, among the left
+    neurons whose fan-out is not yet full (every such neuron equally likely, whatever its remaining
+    fan-out), except that any left neuron whose remaining fan-out equals the number of right neurons
+    still to fill (r included) is forced: it is taken first and the draw fills the rest. This is how the
+    last right neurons are forced to take what is left. The rule always ends with fan-in fi and fan-out
+    fo = n_right * fi / n_left exactly: while every remaining fan-out is at most the number of rows
+    left (true at the start, and kept by the forcing), a completion exists (Gale-Ryser for equal row
+    sums); the forced neurons are then at most fi, and the other non-full neurons are more than
+    enough for the rest. Forcing can only happen in the last fo rows, which is where the authors' code
+    applies it; before those, the draw is a plain uniform choice among the non-full neurons. So the
+    leftover fan-out ends up in the last contiguous right windows: this generator is far from uniform
+    over biregular junctions (on 4 -> 4 with fi = 2, junction probabilities run from 5/12 to 5/2 of uniform).
+    Cost: n_right vectorised steps of O(n_left).
+    """
+    fo = n_right * fi // n_left
+    if fi == n_left:
+        return np.tile(np.arange(n_left, dtype=np.int32), (n_right, 1))
+    remaining = np.full(n_left, fo, dtype=np.int64)
+    index = np.empty((n_right, fi), dtype=np.int32)
+    for row in range(n_right):
+        # A uniform random subset of the non-full inputs: the fi smallest of i.i.d. uniform keys. Full
+        # inputs get a key above every uniform one, forced inputs one below.
+        keys = rng.random(n_left)
+        keys[remaining == 0] = 2.0
+        keys[remaining == n_right - row] = -1.0
+        chosen = np.argpartition(keys, fi - 1)[:fi]
+        remaining[chosen] -= 1
+        index[row] = np.sort(chosen)
+    return index
+
+
+# Generators of kind random (option `generator`); the first is the default, left out of the options.
+GENERATORS: dict[str, Callable[[int, int, int, np.random.Generator], np.ndarray]] = {
+    "uniform": random_fan_in_index,
+    "sequential": sequential_fan_in_index,
+}
+DEFAULT_GENERATOR = "uniform"
+
+
+def _generator_options(options: dict) -> dict:
+    """Random options with the generator checked; the default generator dropped, so that asking for it
+    by name gives the same streams, meta and bytes as not asking."""
+    generator = options.get("generator", DEFAULT_GENERATOR)
+    if generator not in GENERATORS:
+        raise PatternError(
+            f"unknown generator {generator!r} for kind random; valid generators: {', '.join(GENERATORS)}"
+        )
+    return {} if generator == DEFAULT_GENERATOR else {"generator": generator}
 
 
 def _grouped_in_random_order(group: np.ndarray, value: np.ndarray, n_groups: int, n_values: int, rng) -> np.ndarray:
@@ -283,9 +339,11 @@ def _build_dense(net, fanouts, seed, options):
 
 
 def _build_random(net, fanouts, seed, options):
+    options = _generator_options(options)
     net, fanouts = _checked(net, fanouts, "random")
+    fan_in_index = GENERATORS[options.get("generator", DEFAULT_GENERATOR)]
     def draw(i, n_left, n_right, fo, rng):
-        return random_fan_in_index(n_left, n_right, n_left * fo // n_right, rng), None
+        return fan_in_index(n_left, n_right, n_left * fo // n_right, rng), None
 
     return _drawn("random", net, fanouts, seed, options, draw)
 
@@ -329,7 +387,12 @@ def _build_csc(net, fanouts, seed, options):
 
 KINDS: dict[str, Kind] = {
     "dense": Kind(_build_dense, "fully connected (fo_i = N_{i+1}; fan-outs may be omitted)"),
-    "random": Kind(_build_random, "exactly fi inputs per right and fo outputs per left neuron, drawn at random"),
+    "random": Kind(
+        _build_random,
+        "exactly fi inputs per right and fo outputs per left neuron, drawn at random (option generator: "
+        "uniform, the default, or sequential, the authors' generator)",
+        options=("generator",),
+    ),
     "planned": Kind(
         _build_planned,
         "window structure with exact scatter S_if = 1/c_f, S_ib = 1/c_b per junction (option clusters)",
@@ -389,8 +452,10 @@ def generate_pattern(
 ) -> Pattern:
     """Build a pattern of `kind` for `net` (N_1..N_{J+1}) with fan-outs fo_1..fo_J.
 
-    Options by kind: planned takes `clusters={junction: {"f": c_f, "b": c_b}}` (junctions 1-based,
-    c = 1 where not given); csc takes `radices=[r_1, ...]` and no fan-outs (net = [N_in, N_out]).
+    Options by kind: random takes `generator="uniform"` (the default) or `"sequential"` (the authors'
+    generator, `sequential_fan_in_index`); planned takes `clusters={junction: {"f": c_f, "b": c_b}}`
+    (junctions 1-based, c = 1 where not given); csc takes `radices=[r_1, ...]` and no fan-outs
+    (net = [N_in, N_out]). Options equal to their default are left out of the meta and the seeding.
     `shapes` gives optional layer shapes (one per layer, None for flat) for shaped scatter windows;
     a planned pattern is then built on those windows.
     The kind, seed and options are recorded in the pattern's meta.

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from predsparse import rundir
+from predsparse.defaults import resolve_spec
 from predsparse.errors import ConfigError, PredsparseError
 from predsparse.io import atomic_write_json, atomic_write_text
 from predsparse.methods.options import CONSTRAINTS, options_json
@@ -59,11 +60,17 @@ JOB_RESOURCES = {
 FANOUT_KINDS = ("random", "planned", "unstructured")  # kinds built from explicit fan-outs
 GROUP_KEYS = {  # pattern options each kind takes
     "dense": (),
-    "random": ("fanouts", "splits", "allocate"),
+    "random": ("fanouts", "splits", "allocate", "generator"),
     "unstructured": ("fanouts", "splits", "allocate"),
     "planned": ("fanouts", "splits", "allocate", "cluster"),
     "csc": ("radices", "compression"),
 }
+# Real input neurons of each padded data layout, in `predsparse scatter --real-in` spelling (see
+# predsparse.data.mnist.to_layout: pad32 puts the 28 x 28 image in the middle of a 32 x 32 zero border);
+# a layout not listed has no padding.
+REAL_INPUTS = {"pad32": "28x28/32x32"}
+# Run-name label of each random generator other than the default (predsparse.patterns.generate.GENERATORS).
+GENERATOR_LABELS = {"sequential": "seq"}
 # The `method` column of a run without a group `method` (its connections are fixed before training).
 METHOD = {"dense": "dense", "csc": "csc", "random": "predefined", "planned": "predefined", "unstructured": "predefined"}
 VERSIONED = ("predsparse", "torch", "numpy", "mlflow", "snakemake")
@@ -85,10 +92,14 @@ class PatternRow:
     shapes: tuple[tuple[int, ...] | None, ...] = ()
     target: float | None = None  # csc: the compression target the radices were planned for (not in the id)
     allocation: str = ""  # the rule that allocated the fan-outs (predsparse.methods.allocation; not in the id)
+    generator: str = ""  # random: a generator other than the default ("sequential"); "" = the default, uniform
 
     @property
     def pattern_id(self) -> str:
-        """`<kind>-<12 hex>`: a hash of everything that defines the pattern (stable across machines)."""
+        """`<kind>-<12 hex>`: a hash of everything that defines the pattern (stable across machines).
+
+        The generator enters only when it is not the default, so the ids of default patterns never change.
+        """
         payload = {
             "kind": self.kind,
             "net": list(self.net),
@@ -98,6 +109,8 @@ class PatternRow:
             "radices": self.radices,
             "shapes": [list(s) if s else None for s in self.shapes],
         }
+        if self.generator:
+            payload["generator"] = self.generator
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"{self.kind}-{digest[:12]}"
 
@@ -106,6 +119,8 @@ class PatternRow:
         args = ["--net", _joined(self.net, ","), "--kind", self.kind, "--seed", str(self.seed or 0)]
         if self.fanouts:
             args += ["--fanouts", _joined(self.fanouts, ",")]
+        if self.generator:
+            args += ["--generator", self.generator]
         if self.cluster:
             args += ["--cluster", self.cluster]
         if self.radices:
@@ -117,7 +132,8 @@ class PatternRow:
     @property
     def options(self) -> dict[str, str]:
         """The kind's options, as the run table shows them."""
-        return {k: v for k, v in (("cluster", self.cluster), ("radices", self.radices)) if v}
+        return {k: v for k, v in (("generator", self.generator), ("cluster", self.cluster), ("radices", self.radices))
+                if v}
 
 
 @dataclass(frozen=True)
@@ -191,6 +207,7 @@ class Plan:
         )
         self.data: dict[str, DataTarget] = {}
         self.patterns: dict[str, PatternRow] = {}
+        self._scatter: dict[str, tuple[tuple[str, ...], str]] = {}  # pattern id -> (scatter args, study)
         self.runs: list[Run] = []
         self._checked: dict[PatternRow, float] = {}  # pattern (seed 0) whose options were checked -> compression
         for study, body in config["studies"].items():
@@ -224,6 +241,14 @@ class Plan:
         """Shell-quoted `predsparse pattern` arguments of a pattern file (without -o)."""
         try:
             return shlex.join(self.patterns[pattern_id].cli_args())
+        except KeyError:
+            raise ConfigError(f"{self.source}: no pattern '{pattern_id}' in this config") from None
+
+    def scatter_args(self, pattern_id: str) -> str:
+        """Shell-quoted `predsparse scatter` options of a pattern's scatter file: "" (every neuron), or
+        --real-in/--real-out for a study with `scatter: {neurons: real}` (see `_plan_scatter`)."""
+        try:
+            return shlex.join(self._scatter[pattern_id][0])
         except KeyError:
             raise ConfigError(f"{self.source}: no pattern '{pattern_id}' in this config") from None
 
@@ -322,7 +347,8 @@ class Plan:
         variant = self._variant(where, dataset, body)
         seeds = body.get("seeds", [0])
         _check_unique(where, "seeds", seeds)
-        training = {**self.config["training"], **body.get("training", {})}
+        # Defaults (predsparse.defaults), then the config's training section, then the study's.
+        training = {**self.config.get("training", {}), **body.get("training", {})}
         resources = {**JOB_RESOURCES[model], **self.config.get("resources", {}).get(model, {})}
         resources["gpu"] = 1 if self.device == "cuda" else 0
         names: dict[str, str] = {}
@@ -354,6 +380,7 @@ class Plan:
                     )
                 names[name] = f"patterns[{g}]"
                 self.patterns[pattern.pattern_id] = pattern
+                self._plan_scatter(where, study, body, dataset, model, pattern)
                 extra = {"method": _method_name(group) or METHOD[pattern.kind], "pattern_id": pattern.pattern_id,
                          "compression": self._checked[_unseeded(pattern)]}
                 if pattern.allocation:
@@ -364,8 +391,31 @@ class Plan:
                     "seed": seed, **training, "device": self.device, "method": group.get("method", {}),
                     "tracking_uri": self.tracking_uri, "extra": {**extra, **group.get("extra", {})},
                 }
-                spec = RunSpec.from_dict(raw, where=f"{gwhere}: run '{name}'")
+                spec = resolve_spec(raw, where=f"{gwhere}: run '{name}'")
                 self.runs.append(Run(study, name, pattern, spec, resources))
+
+    def _plan_scatter(self, where: str, study: str, body: dict, dataset: str, model: str, row: PatternRow) -> None:
+        """Record how the scatter file of `row` is computed: over every neuron (the default), or, for a study
+        with `scatter: {neurons: real}`, over the real neurons of padded layers only (the authors'
+        convention): the input neurons the data layout really fills (REAL_INPUTS) and the first
+        NUM_CLASSES outputs. A layer without padding needs no option, so such patterns stay "every
+        neuron". One scatter file per pattern: two studies asking one pattern's scatter differently are
+        an error."""
+        args: tuple[str, ...] = ()
+        if body.get("scatter", {}).get("neurons", "all") == "real":
+            real_in = REAL_INPUTS.get(INPUT_LAYOUTS[(dataset, model)][row.net[0]])
+            if real_in:
+                args += ("--real-in", real_in)
+            if row.net[-1] > NUM_CLASSES[dataset]:
+                args += ("--real-out", str(NUM_CLASSES[dataset]))
+        planned = self._scatter.setdefault(row.pattern_id, (args, study))
+        if planned[0] != args:
+            raise ConfigError(
+                f"{where}: pattern {row.pattern_id} ({row.kind}, net {list(row.net)}) is also in study "
+                f"'{planned[1]}', whose scatter counts {'real neurons' if planned[0] else 'every neuron'}, but "
+                f"this one's counts {'real neurons' if args else 'every neuron'}; give both studies the same "
+                "'scatter: {neurons: ...}'"
+            )
 
     def _variant(self, where: str, dataset: str, body: dict) -> str | None:
         if dataset != "morse":
@@ -441,7 +491,7 @@ class Plan:
         """(pattern, training seed) of every run of one group: each pattern (fan-outs or radices, clustering)
         with each seed. A random, planned or unstructured pattern is drawn with the run's seed."""
         kind = group["kind"]
-        for key in ("fanouts", "splits", "allocate", "cluster", "radices", "compression"):
+        for key in ("fanouts", "splits", "allocate", "generator", "cluster", "radices", "compression"):
             if key in group and key not in GROUP_KEYS[kind]:
                 raise ConfigError(
                     f"{where}: key '{key}' does not apply to kind '{kind}'; {kind} takes "
@@ -475,6 +525,7 @@ class Plan:
             else:
                 lists = _allocated(where, net, group["allocate"])
             clusters = _as_list(group.get("cluster", "")) if kind == "planned" else [""]
+            generators = _generators(where, group)
             templates = []
             for i, (fanouts, rule) in enumerate(lists):
                 try:
@@ -482,8 +533,8 @@ class Plan:
                 except PredsparseError as exc:
                     label = f"{key}[{i}]" if len(lists) > 1 else key
                     raise ConfigError(f"{where}: key '{label}' {list(fanouts)}: {exc}") from None
-                templates += [PatternRow(kind, net, fanouts, 0, cluster=c, shapes=shapes, allocation=rule)
-                              for c in clusters]
+                templates += [PatternRow(kind, net, fanouts, 0, cluster=c, shapes=shapes, allocation=rule,
+                                         generator=g) for c in clusters for g in generators]
         runs = []
         for template in templates:
             template = self._checked_options(where, template)
@@ -525,6 +576,18 @@ def _yaml_scalar(value) -> str:
 
 def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def _generators(where: str, group: dict) -> list[str]:
+    """A random group's generators (key `generator`: one name or a list), the default spelled ""."""
+    from predsparse.patterns.generate import DEFAULT_GENERATOR, GENERATORS
+
+    names = _as_list(group.get("generator", DEFAULT_GENERATOR))
+    for name in names:
+        if name not in GENERATORS:
+            raise ConfigError(f"{where}: key 'generator' {name!r} is not a generator; valid: {', '.join(GENERATORS)}")
+    _check_unique(where, "generator", names)
+    return ["" if name == DEFAULT_GENERATOR else name for name in names]
 
 
 def _with_seed(row: PatternRow, seed: int) -> PatternRow:
@@ -619,7 +682,8 @@ def _run_name(group: dict, pattern: PatternRow, own_net: bool, seed: int) -> str
 
     A group with a method is named after it: rigl_fo128-8_s0 starts from a random pattern (fan-in kept),
     rigl-unstructured_fo128-8_s0 from an unstructured one. Allocated fan-outs carry their rule:
-    random_paper_fo64-12_s0. A group's `name` replaces the first part.
+    random_paper_fo64-12_s0. A generator other than the default carries its label (GENERATOR_LABELS):
+    random_seq_fo128-8_s0. A group's `name` replaces the first part.
     """
     method = _method_name(group)
     default = f"{method}-unstructured" if method and pattern.kind == "unstructured" else method or pattern.kind
@@ -628,6 +692,8 @@ def _run_name(group: dict, pattern: PatternRow, own_net: bool, seed: int) -> str
         parts.append("n" + _joined(pattern.net, "-"))
     if pattern.allocation:
         parts.append(pattern.allocation)
+    if pattern.generator:
+        parts.append(GENERATOR_LABELS.get(pattern.generator, pattern.generator))
     if pattern.kind in FANOUT_KINDS:
         parts.append("fo" + _joined(pattern.fanouts, "-"))
     if pattern.cluster:

@@ -214,3 +214,109 @@ def group_label(group: Group) -> str:
 
 def dataset_name(dataset: str) -> str:
     return DATASET_NAMES.get(dataset, dataset)
+
+
+# --- Welch's t interval ----------------------------------------------------------------------------------
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta function (modified Lentz's method)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with df (> 0, not necessarily whole) degrees of freedom."""
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The p quantile of Student's t with df degrees of freedom (bisection on t_cdf, to 1e-12)."""
+    if not 0.0 < p < 1.0 or not df > 0:
+        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    low, high = 0.0, 1.0
+    while t_cdf(high, df) < p:
+        high *= 2.0
+    for _ in range(200):
+        mid = (low + high) / 2.0
+        if t_cdf(mid, df) < p:
+            low = mid
+        else:
+            high = mid
+        if high - low < 1e-12 * max(1.0, high):
+            break
+    return (low + high) / 2.0
+
+
+@dataclass(frozen=True)
+class Difference:
+    """mean(a) - mean(b) over seeds with Welch's 95 % interval [low, high] (NaN where a side has one seed:
+    its spread is unknown) and Welch-Satterthwaite degrees of freedom df."""
+
+    diff: float
+    low: float
+    high: float
+    df: float
+    n_a: int
+    n_b: int
+
+    @property
+    def has_ci(self) -> bool:
+        return not math.isnan(self.low)
+
+
+def welch_from(mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int,
+               level: float = 0.95) -> Difference:
+    """Welch's t interval for mean_a - mean_b from each side's mean, sample sd and count:
+    diff +/- t_{(1+level)/2, df} * se with se^2 = s_a^2/n_a + s_b^2/n_b and
+    df = se^4 / ((s_a^2/n_a)^2/(n_a-1) + (s_b^2/n_b)^2/(n_b-1)). Both sides need two values for an
+    interval (NaN otherwise); where both spreads are 0 the interval is the point."""
+    if n_a < 1 or n_b < 1:
+        return Difference(math.nan, math.nan, math.nan, math.nan, n_a, n_b)
+    diff = mean_a - mean_b
+    if n_a < 2 or n_b < 2:
+        return Difference(diff, math.nan, math.nan, math.nan, n_a, n_b)
+    va, vb = sd_a ** 2 / n_a, sd_b ** 2 / n_b
+    se2 = va + vb
+    if se2 == 0:
+        return Difference(diff, diff, diff, math.inf, n_a, n_b)
+    df = se2 ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1))
+    half = t_quantile((1 + level) / 2, df) * math.sqrt(se2)
+    return Difference(diff, diff - half, diff + half, df, n_a, n_b)
+
+
+def welch(a, b, level: float = 0.95) -> Difference:
+    """`welch_from` of two lists of values (NaN values dropped)."""
+    a = [float(v) for v in a if not math.isnan(v)]
+    b = [float(v) for v in b if not math.isnan(v)]
+    def spread(values):
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+    return welch_from(statistics.fmean(a) if a else math.nan, spread(a), len(a),
+                      statistics.fmean(b) if b else math.nan, spread(b), len(b), level)

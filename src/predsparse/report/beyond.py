@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from predsparse.report.analysis import (ALLOCATION_NAMES, BUDGET_RTOL, Correlation, dataset_name, group_label,
                                         net_label, pct, spearman)
 from predsparse.report.inputs import Group
-from predsparse.report.studies import is_beyond
+from predsparse.report.studies import is_ablation, is_beyond
 
 DENSITY_RTOL = BUDGET_RTOL  # the relative distance of weight counts that make one budget, as in Fig. 2c
 MIN_LEVEL_POINTS = 4  # configurations a density needs for a correlation row of its own (a CI needs n >= 4)
@@ -221,9 +221,10 @@ class CorrelationRow:
 
 def correlation_points(groups: list[Group]) -> list[Group]:
     """Every sparse configuration with a scatter value and an accuracy (dense nets excluded: S = 1 and
-    density 100 % say nothing about sparse patterns)."""
+    density 100 % say nothing about sparse patterns; so are the protocol ablation studies, whose changed
+    protocols would mix with the scatter effect)."""
     return [g for g in groups if not g.is_dense and g.method != "dense" and not math.isnan(g.scatter)
-            and not math.isnan(g.best_val.mean)]
+            and not math.isnan(g.best_val.mean) and not is_ablation(g.study)]
 
 
 def _correlate(points) -> Correlation:

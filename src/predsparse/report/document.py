@@ -2,10 +2,11 @@
 
 `build_report` reads the summary, history, paper numbers and optional run-info JSON, draws the figures,
 writes the tables and then the document: what was run, every figure and table, what the runs beyond the
-paper show (methods, density allocations, wall time, accuracy vs scatter), ours vs the paper with where we
-agree and where we do not, the deviations from the paper's protocol, the studies that are missing, and how
-to browse the runs in MLflow. The HTML embeds its PNGs as base64 and its CSS, so it
-opens from file:// with no server; the PDFs it links sit beside it.
+paper show (methods, density allocations, wall time, accuracy vs scatter), the protocol ablation (`ablation_*`
+studies), ours vs the paper for every number of paper_numbers.csv (agrees / disagrees / not compared and why,
+counted at the top) with Fig. 7's claim judged per planned pattern, the deviations from the paper's protocol,
+the studies that are missing, and how to browse the runs in MLflow. The HTML embeds its PNGs as base64 and
+its CSS, so it opens from file:// with no server; the PDFs it links sit beside it.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from pathlib import Path
 
 from predsparse import __version__
 from predsparse.io import atomic_write_text
+from predsparse.report.ablation import EARLY_EPOCHS, REFERENCE, ablation
 from predsparse.report.analysis import NO_LOSS_PP
 from predsparse.report.beyond import correlation_points, reading
+from predsparse.report.counts import load_counts
 from predsparse.report.figures import RenderedFigure, render_beyond_figures, render_figures
 from predsparse.report.inputs import Group, group_runs, load_history, load_paper, load_run_info, load_summary
-from predsparse.report.paper import (ACC_TOLERANCE_PP, REL_TOLERANCE, Comparison, compare, default_paper_path,
-                                     describe_row)
-from predsparse.report.studies import FIGURES, STUDIES, is_beyond, study_info
+from predsparse.report.paper import (ACC_TOLERANCE_PP, AGREES, DISAGREES, FIG7A_RANDOM_PAPER_PCT, REL_TOLERANCE,
+                                     ScatterClaim, Verdict, compare, comparisons, default_paper_path, describe_row,
+                                     load_reasons, scatter_claims)
+from predsparse.report.studies import FIGURES, STUDIES, is_ablation, is_beyond, study_info
 from predsparse.report.tables import BEYOND_TABLES, Table, build_tables
 
 TITLE = "predsparse - reproduction report"
@@ -34,6 +38,11 @@ PAPER = ('Dey, Huang, Beerel, Chugg, "Characterizing Sparse Connectivity Pattern
          "(ICLR 2018 submission)")
 MLFLOW_URI = "sqlite:///results/mlflow.db"
 BEYOND_HEADING = "Beyond the paper"
+AGREEMENT_HEADING = "Ours vs the paper"
+ABLATION_HEADING = "Protocol ablation"
+ABLATION_TABLES = ("ablation_arms", "ablation")
+# Tables drawn in sections of their own rather than under "Tables".
+OWN_SECTION_TABLES = ("ours_vs_paper", "scatter_claim", *ABLATION_TABLES, *BEYOND_TABLES)
 COMMAND_CHARS = 200  # longer commands (e.g. a Snakemake job's) are cut in "What was run"
 MORSE_CEILING = ("Morse codebook: classes `H^` and `(` share the code `-.--.`, so no classifier can exceed "
                  "63/64 = 98.44 % on Morse data; the codebook is kept as the paper's for fidelity.")
@@ -239,7 +248,12 @@ def _coverage(groups, figures: list[RenderedFigure], tables: list[Table], histor
         blocks.append(Para("Studies beyond the paper (methods and density allocations at equal weight budgets), "
                            f"drawn in [{BEYOND_HEADING}](#{slug(BEYOND_HEADING)}): "
                            + ", ".join(f"`{s}`" for s in beyond) + "."))
-    unknown = sorted(present - set(STUDIES) - set(beyond))
+    ablations = sorted(s for s in present if is_ablation(s))
+    if ablations:
+        blocks.append(Para("Protocol ablation studies (one protocol choice changed each), in "
+                           f"[{ABLATION_HEADING}](#{slug(ABLATION_HEADING)}): "
+                           + ", ".join(f"`{s}`" for s in ablations) + "."))
+    unknown = sorted(present - set(STUDIES) - set(beyond) - set(ablations))
     if unknown:
         blocks.append(Para("Other studies beyond the paper's list, each drawn as accuracy vs overall CL density: "
                            + ", ".join(f"`{s}`" for s in unknown) + "."))
@@ -252,7 +266,8 @@ def _coverage(groups, figures: list[RenderedFigure], tables: list[Table], histor
         blocks.append(Para(f"{without_history} run(s) have no rows in history.csv: their epoch curves and "
                            "1/5-epoch bars are missing."))
     absent_tables = {"table1": "Table 1", "table2": "Table 2", "csc": "CSC table", "scatter": "scatter table",
-                     "ours_vs_paper": "ours-vs-paper table", "beyond": "beyond-the-paper table",
+                     "ours_vs_paper": "ours-vs-paper table", "scatter_claim": "Fig. 7 claim table",
+                     "ablation": "ablation table", "beyond": "beyond-the-paper table",
                      "wall_time": "wall-time table", "scatter_correlation": "scatter-correlation table"}
     names = {t.name for t in tables}
     skipped = [label for name, label in absent_tables.items() if name not in names]
@@ -318,8 +333,39 @@ def _unit(unit: str) -> str:
     return "pp" if unit == "percent" else unit
 
 
-def _agreement(comparisons: list[Comparison], uncovered) -> list:
-    blocks = [Heading(2, "Ours vs the paper"),
+def count_line(verdicts: list[Verdict]) -> str:
+    """'72 of 91 compared, 67 agree'."""
+    compared = sum(v.compared for v in verdicts)
+    agree = sum(v.status == AGREES for v in verdicts)
+    return f"{compared} of {len(verdicts)} compared, {agree} agree"
+
+
+def _claim_summary(claims: list[ScatterClaim]) -> list[str]:
+    items = []
+    for study in dict.fromkeys(c.study for c in claims):
+        mine = [c for c in claims if c.study == study]
+        judged = [c for c in mine if c.random is not None]
+        if not judged:
+            items.append(f"`{study}`: no random point to compare the {len(mine)} planned configuration(s) with.")
+            continue
+        below = [c for c in judged if c.below.startswith("yes")]
+        sure = [c for c in judged if c.below == "yes"]
+        no_ci = [c for c in judged if not c.difference.has_ci]
+        low = [c for c in judged if c.planned.scatter < c.random.scatter]
+        low_below = [c for c in low if c.below.startswith("yes")]
+        items.append(f"`{study}`: {len(below)} of {len(judged)} planned configurations are below the random point "
+                     f"({len(sure)} with the whole 95 % CI below 0; {len(no_ci)} with one seed on a side, no CI); "
+                     f"of the {len(low)} with a lower S than the random point, {len(low_below)} are below it.")
+    return items
+
+
+def _agreement(verdicts: list[Verdict], claims: list[ScatterClaim], table_blocks: list[TableBlock]) -> list:
+    tables = {b.table.name: b for b in table_blocks}
+    blocks = [Heading(2, AGREEMENT_HEADING),
+              Para(f"**{count_line(verdicts)}.** Every number of paper_numbers.csv is in the table below; counts "
+                   "that need no training (Table 1's densities, Table 2's parameters, operations and reductions) are "
+                   "computed from the configurations of config.yaml and the models on every preset, CIFAR included, "
+                   "and from the runs where they ran."),
               Para(f"Tolerances: accuracies agree within +/-{ACC_TOLERANCE_PP:g} percentage points; counts, "
                    "densities, parameter numbers, reductions and scatter values agree when equal to the paper's "
                    "printed precision (half a unit of its last printed digit, so 6.25 agrees with \"6.3\") or "
@@ -327,26 +373,61 @@ def _agreement(comparisons: list[Comparison], uncovered) -> list:
                    f"yes/no statements when the answer is the same (no accuracy loss = within {NO_LOSS_PP:g} pp "
                    "of the FC net); orderings when identical. Paper values read from garbled figure labels are "
                    "approximate, and our accuracies come from a shorter protocol where the deviations say so.")]
-    if not comparisons:
-        return blocks + [Para("None of the paper's numbers is covered by these runs.")]
-    agree = sum(c.agree for c in comparisons)
-    by_source = Counter(c.row["source"] for c in comparisons)
-    agree_by_source = Counter(c.row["source"] for c in comparisons if c.agree)
-    blocks.append(Para(f"**{agree} of {len(comparisons)}** compared paper numbers agree with ours: "
-                       + ", ".join(f"{s} {agree_by_source[s]}/{n}" for s, n in by_source.items()) + "."))
-    disagreements = [c for c in comparisons if not c.agree]
+    compared = [v for v in verdicts if v.compared]
+    if compared:
+        by_source = Counter(v.row["source"] for v in compared)
+        agree_by_source = Counter(v.row["source"] for v in compared if v.status == AGREES)
+        blocks.append(Para("Agreeing per source: "
+                           + ", ".join(f"{s} {agree_by_source[s]}/{n}" for s, n in by_source.items()) + "."))
+    disagreements = [v for v in verdicts if v.status == DISAGREES]
     if disagreements:
-        blocks.append(Para("Where we disagree:"))
-        blocks.append(Bullets(tuple(f"{describe_row(c.row)}: paper {c.paper_text}, ours {c.ours_text}"
-                                    + (f" (difference {c.difference} {_unit(c.row['unit'])})" if c.difference else "")
-                                    for c in disagreements)))
-    else:
+        blocks.append(Para("Where we disagree, and why (paper_reasons.yaml; open = not yet explained):"))
+        items = []
+        for v in disagreements:
+            c = v.comparison
+            difference = f" (difference {c.difference} {_unit(v.row['unit'])})" if c.difference else ""
+            items.append(f"{describe_row(v.row)}: paper {c.paper_text}, ours {c.ours_text}{difference} - {v.why}")
+        blocks.append(Bullets(tuple(items)))
+    elif compared:
         blocks.append(Para("We agree on every number compared."))
+    uncovered = [v for v in verdicts if not v.compared]
     if uncovered:
-        reasons = Counter((row["study"], why) for row, why in uncovered)
-        blocks.append(Para(f"{len(uncovered)} paper numbers are not covered:"))
+        reasons = Counter((v.row["study"], v.why) for v in uncovered)
+        blocks.append(Para(f"{len(uncovered)} paper numbers are not compared:"))
         blocks.append(Bullets(tuple(f"`{study}`: {n} number{'s' if n > 1 else ''}, {why}"
                                     for (study, why), n in reasons.items())))
+    if "ours_vs_paper" in tables:
+        blocks.append(tables["ours_vs_paper"])
+    blocks.append(Heading(3, "Fig. 7: planned patterns against the random point"))
+    if claims:
+        blocks += [Para("The paper's claim (Section 3.2, Fig. 7): planned patterns with low scatter S perform below "
+                        "the random pattern of the same fan-outs; Fig. 7a gives 46 %, 12 % and 8 % for one, two and "
+                        f"three entries of 1/8 in S against about {FIG7A_RANDOM_PAPER_PCT:g} % for the random "
+                        "point. Judged per planned configuration, with Welch's 95 % interval over seeds:"),
+                   Bullets(tuple(_claim_summary(claims)))]
+        if "scatter_claim" in tables:
+            blocks.append(tables["scatter_claim"])
+    else:
+        blocks.append(Para("No planned configuration of a scatter study ran: the claim is not judged."))
+    return blocks
+
+
+def _ablation(result, table_blocks: list[TableBlock]) -> list:
+    tables = {b.table.name: b for b in table_blocks}
+    if result is None:
+        return []
+    blocks = [Heading(2, ABLATION_HEADING),
+              Para(f"Studies named `ablation_*` train the same patterns under one changed protocol choice each; "
+                   f"`{REFERENCE}` is the protocol the others change"
+                   + ("" if result.reference else " (not in this summary: every arm is shown in full)") + ". "
+                   + (f"The arm `{REFERENCE}, first {EARLY_EPOCHS} epochs` is the reference runs' best validation "
+                      "accuracy within their first epochs (history.csv), at no training cost. "
+                      if any(a.derived for a in result.arms) else "")
+                   + "The Informs column names "
+                   "the paper number each pattern bears on; the reasons for the disagreements in "
+                   f"[{AGREEMENT_HEADING}](#{slug(AGREEMENT_HEADING)}) are written from this table "
+                   "(paper_reasons.yaml).")]
+    blocks += [tables[name] for name in ABLATION_TABLES if name in tables]
     return blocks
 
 
@@ -382,38 +463,47 @@ def _mlflow(run_info) -> list:
             Code(f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1")]
 
 
-def build_report(summary_path, history_path, out_dir, run_info_path=None, paper_path=None) -> list[Path]:
-    """Write figures/, tables/, report.md and report.html under out_dir; return every path written."""
+def build_report(summary_path, history_path, out_dir, run_info_path=None, paper_path=None, counts_path=None,
+                 reasons_path=None) -> list[Path]:
+    """Write figures/, tables/, report.md and report.html under out_dir; return every path written.
+
+    counts_path: the training-free counts of config.yaml's configurations (default: the shipped
+    config_counts.csv); reasons_path: the curated reasons (default: the shipped paper_reasons.yaml)."""
     out_dir = Path(out_dir)
     summary = load_summary(summary_path)
     history = load_history(history_path)
     paper = load_paper(paper_path or default_paper_path())
     run_info = load_run_info(run_info_path) if run_info_path else {}
+    counts = load_counts(counts_path)
+    reasons = load_reasons(reasons_path, paper)
     groups: list[Group] = group_runs(summary)
-    comparisons, uncovered = compare(paper, groups)
+    verdicts = compare(paper, groups, counts, reasons)
+    claims = scatter_claims(groups, paper)
+    ablation_result = ablation(groups, history, paper)
 
-    figures = render_figures(groups, history, comparisons, out_dir / "figures")
+    figures = render_figures(groups, history, comparisons(verdicts), out_dir / "figures")
     beyond_figures = render_beyond_figures(groups, out_dir / "figures")
-    tables = build_tables(groups, comparisons)
+    tables = build_tables(groups, verdicts, claims, ablation_result)
     written = [p for f in figures + beyond_figures for p in f.paths]
     table_blocks = []
     for table in tables:
         paths = table.write(out_dir / "tables")
         written += paths
         table_blocks.append(TableBlock(table, tuple(p.relative_to(out_dir).as_posix() for p in paths)))
-    agreement_table = [b for b in table_blocks if b.table.name == "ours_vs_paper"]
 
     blocks = [Heading(1, TITLE),
               Para(f"Reproduction of {PAPER}, and of the CSC-layer experiments (reconstruction from the abstract). "
-                   "Everything below is computed from results/summary.csv and results/history.csv."),
+                   "Everything below is computed from results/summary.csv and results/history.csv. "
+                   f"[{AGREEMENT_HEADING}](#{slug(AGREEMENT_HEADING)}): **{count_line(verdicts)}**."),
               Contents()]
     blocks += _what_was_run(summary, groups, run_info)
     blocks += _coverage(groups, figures, tables, set(history["run_id"]), run_info)
     blocks += _figures(figures, out_dir)
     blocks += [Heading(2, "Tables"),
-               *[b for b in table_blocks if b.table.name != "ours_vs_paper" and b.table.name not in BEYOND_TABLES]]
+               *[b for b in table_blocks if b.table.name not in OWN_SECTION_TABLES]]
     blocks += _beyond(groups, beyond_figures, table_blocks, out_dir)
-    blocks += _agreement(comparisons, uncovered) + agreement_table
+    blocks += _ablation(ablation_result, table_blocks)
+    blocks += _agreement(verdicts, claims, table_blocks)
     blocks += _deviations(summary, groups, run_info)
     blocks += _mlflow(run_info)
 

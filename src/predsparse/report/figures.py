@@ -26,8 +26,8 @@ from predsparse.report.analysis import (CSC_WITHIN_PP, METHOD_NAMES, PAPER_METHO
 from predsparse.report.beyond import by_study, correlation_rows, density_levels, order, series_labels
 from predsparse.report.inputs import Group, milestone_accuracies
 from predsparse.report.paper import Comparison, scatter_label
-from predsparse.report.studies import (BEYOND_FIGURES, FIGURES, GENERIC_CAPTION, STUDIES, Study, is_beyond,
-                                       study_info)
+from predsparse.report.studies import (BEYOND_FIGURES, FIGURES, GENERIC_CAPTION, STUDIES, Study, is_ablation,
+                                       is_beyond, study_info)
 
 PANEL_SIZE = (3.3, 2.55)  # inches per panel
 MAX_COLUMNS = 3
@@ -328,8 +328,10 @@ def _panels(studies: list[Study], groups: list[Group], history_ids: set[str]) ->
 
 
 def figure_stems(groups: list[Group]) -> list[str]:
-    """The paper's figures in order, then one figure per study neither in STUDIES nor a beyond study."""
-    generic = [s for s in dict.fromkeys(g.study for g in groups) if s not in STUDIES and not is_beyond(s)]
+    """The paper's figures in order, then one figure per study neither in STUDIES nor a beyond or ablation
+    study (the ablation studies are tables: report.ablation)."""
+    generic = [s for s in dict.fromkeys(g.study for g in groups)
+               if s not in STUDIES and not is_beyond(s) and not is_ablation(s)]
     return list(FIGURES) + generic
 
 

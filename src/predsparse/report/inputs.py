@@ -26,9 +26,11 @@ _FLOAT = ("overall_density", "scatter", "best_val_acc", "val_acc_epoch1", "val_a
 _REQUIRED_CELLS = ("study", "run_id", "method", "dataset", "net", "fanouts", "overall_density", "weights",
                    "dense_weights", "conv_params", "conv_ops", "seed", "epochs", "best_val_acc")
 _LISTS = {"net": int, "fanouts": int, "junction_densities": float, "scatter_vector": float}
+# The training settings of a run (strings as summary.csv spells them; "" where not recorded).
+SETTINGS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "init")
 # Columns added after summaries were first written; an older summary lacks them and reads as "" (fixed
-# connections, fan-outs given rather than allocated), which is what those runs were.
-_LATER_COLUMNS = ("method_options", "allocation")
+# connections, fan-outs given rather than allocated, settings not recorded).
+_LATER_COLUMNS = ("method_options", "allocation", *SETTINGS)
 
 # The keys of the pipeline's run_info.json the report reads, and their types (others are ignored).
 RUN_INFO_KEYS = {"preset": str, "description": str, "config": str, "command": str, "git_commit": str,
@@ -156,7 +158,8 @@ class Group:
 
     net = (N_1, ..., N_{J+1}), fanouts = (fo_1, ..., fo_J); densities are fractions; scatter_vector is
     S = [S1f, S1b, ..., Sf, Sb] averaged over seeds (random patterns differ per seed). wall_time is the
-    training wall time per run in seconds, epoch_time the same per epoch of each run.
+    training wall time per run in seconds, epoch_time the same per epoch of each run. optimizer ... init are
+    the runs' training settings as summary.csv spells them ("" in summaries written before they were columns).
     """
 
     study: str
@@ -185,6 +188,12 @@ class Group:
     conv_ops: float
     wall_time: Stat
     epoch_time: Stat
+    optimizer: str = ""
+    lr: str = ""
+    momentum: str = ""
+    weight_decay: str = ""
+    batch_size: str = ""
+    init: str = ""
 
     @property
     def is_dense(self) -> bool:
@@ -192,7 +201,7 @@ class Group:
 
 
 GROUP_KEY = ("study", "method", "method_options", "allocation", "dataset", "variant", "model", "net", "fanouts",
-             "kind", "pattern_options")
+             "kind", "pattern_options", *SETTINGS)
 
 
 def group_runs(summary: pd.DataFrame) -> list[Group]:

@@ -3,7 +3,8 @@
 This is the one list of study names shared by the pipeline (config.yaml uses these names) and the report.
 `STUDIES` are the paper's; a study whose name starts with `beyond` (`BEYOND` lists the issue's, and a
 user's `beyond_cifar10` is treated the same) compares methods and density allocations and is drawn in
-the report's "Beyond the paper" section. Any other study is still reported: it gets a figure of its own,
+the report's "Beyond the paper" section. A study whose name starts with `ablation_` is a protocol ablation,
+reported as a table (report.ablation). Any other study is still reported: it gets a figure of its own,
 accuracy vs overall CL density (see `study_info`).
 
 Views (what a panel draws):
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 VIEWS = ("curves", "milestones", "density", "split", "scatter", "compression", "methods")
 BEYOND_PREFIX = "beyond"
+ABLATION_PREFIX = "ablation_"
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,11 @@ BEYOND_FIGURES: dict[str, str] = {
 def is_beyond(name: str) -> bool:
     """A study of the "Beyond the paper" section: its name starts with `beyond`."""
     return name.startswith(BEYOND_PREFIX)
+
+
+def is_ablation(name: str) -> bool:
+    """A study of the protocol ablation (report.ablation: a table, no figure): its name starts with `ablation_`."""
+    return name.startswith(ABLATION_PREFIX)
 
 
 def study_info(name: str) -> Study:

@@ -5,7 +5,9 @@
 - scatter: the points of Fig. 7 with their scatter vectors;
 - csc: CSC vs random pre-defined sparse vs dense at each compression;
 - results: every configuration run (means over seeds);
-- ours_vs_paper: every paper_numbers.csv row our runs cover, ours beside it with the difference;
+- ours_vs_paper: every paper_numbers.csv row, ours beside it, agrees / disagrees / not compared and why;
+- scatter_claim: Fig. 7's claim, each planned pattern against its study's random point (Welch 95 % CI);
+- ablation_arms, ablation: the protocol ablation studies (`ablation_*`), their settings and accuracies;
 - beyond, wall_time, scatter_correlation (the "Beyond the paper" section, `BEYOND_TABLES`): every method
   of the beyond studies per density, training wall time per method, and Spearman's rho of accuracy vs
   scatter per dataset (report.beyond).
@@ -24,7 +26,8 @@ from predsparse.report.analysis import (ALLOCATION_NAMES, CSC_WITHIN_PP, NO_LOSS
 from predsparse.report.beyond import (DENSITY_RTOL, MIN_LEVEL_POINTS, correlation_rows, method_rows,
                                       wall_time_rows)
 from predsparse.report.inputs import Group, Stat
-from predsparse.report.paper import Comparison, scatter_label
+from predsparse.report.ablation import EARLY_EPOCHS, Ablation, cell_text
+from predsparse.report.paper import FIG7A_RANDOM_PAPER_PCT, ScatterClaim, Verdict, scatter_label
 from predsparse.report.studies import study_info
 
 NA = "n/a"
@@ -148,21 +151,79 @@ def table2(groups: list[Group]) -> Table | None:
                       "n/a: no sparse net is within that margin.")
 
 
-def ours_vs_paper_table(comparisons: list[Comparison]) -> Table | None:
+def ours_vs_paper_table(verdicts: list[Verdict]) -> Table | None:
+    """Every paper number: the paper's value, ours, agrees / disagrees / not compared, and why."""
     rows = []
-    for c in comparisons:
-        row = c.row
-        note = row["note"]
-        epochs = {g.epochs for g in c.ours.groups}
-        if "acc" in row["quantity"] and epochs != {30}:
-            note = "; ".join(filter(None, [note, "ours after " + "/".join(map(str, sorted(epochs))) + " epochs"]))
-        rows.append((row["source"], c.our_study, row["net"], row["fanouts"] or "-", row["quantity"], row["unit"],
-                     c.paper_text, c.ours_text, c.difference or "-", "yes" if c.agree else "NO", c.tolerance, note))
+    for v in verdicts:
+        row = v.row
+        difference = v.comparison.difference if v.comparison and v.comparison.difference else "-"
+        rows.append((row["source"], row["study"], row["net"], row["fanouts"] or "-", row["quantity"], row["unit"],
+                     row["value"], v.ours_text, difference, v.status, v.tolerance, v.source, v.why or "-",
+                     row["note"] or "-"))
     if not rows:
         return None
-    return Table("ours_vs_paper", "Ours vs the paper (paper_numbers.csv rows our runs cover)",
-                 ("Source", "Our study", "Net", "Fan-outs", "Quantity", "Unit", "Paper", "Ours", "Ours - paper",
-                  "Agree", "Tolerance", "Note"), tuple(rows), "llllllrrrlll")
+    return Table("ours_vs_paper", "Ours vs the paper: every number of paper_numbers.csv",
+                 ("Source", "Paper study", "Net", "Fan-outs", "Quantity", "Unit", "Paper", "Ours", "Ours - paper",
+                  "Verdict", "Tolerance", "Ours from", "Why", "Paper note"), tuple(rows), "llllllrrrlllll",
+                 note="Ours from: runs (the summary's groups) or config.yaml (training-free counts of the "
+                      "configurations config.yaml trains: CL weights from the density accounting, conv params and "
+                      "ops from the torch models). Why: for disagreements the maintainer's measured reason "
+                      "(paper_reasons.yaml) or open; for rows not compared what is missing.")
+
+
+def scatter_claim_table(claims: list[ScatterClaim]) -> Table | None:
+    """Fig. 7's claim per planned configuration: its accuracy against the random point of its study."""
+    rows = []
+    for c in claims:
+        g, r, d = c.planned, c.random, c.difference
+        paper = "-"
+        if c.paper_acc is not None:
+            paper = f"{c.paper_acc:g} ({c.paper_acc - FIG7A_RANDOM_PAPER_PCT:+g})"
+        rows.append((c.study, scatter_label(g.scatter_vector) if g.scatter_vector else NA,
+                     NA if math.isnan(g.scatter) else f"{g.scatter:.3g}", str(c.minimum_entries), str(g.best_val.n),
+                     acc(g.best_val), acc(r.best_val) if r else NA,
+                     f"{100 * d.diff:+.1f}" if d is not None and not math.isnan(d.diff) else NA, c.ci_text, c.below,
+                     paper))
+    if not rows:
+        return None
+    return Table("scatter_claim", "Fig. 7 - planned patterns against the random point of their study",
+                 ("Study", "Scatter vector", "S", "Entries at min S", "Seeds", "Best val. acc. (%)",
+                  "Random point (%)", "Planned - random (pp)", "95 % CI (pp)", "Below random", "Paper (vs ~74)"),
+                 tuple(rows), "llrrrrrrrll",
+                 note="The paper: planned points of low scatter S lie below the random point. Difference of mean best "
+                      "validation accuracy over seeds, with Welch's t interval (unequal variances; each side needs two "
+                      "seeds). Below random: yes where the whole interval is below 0. Paper: Fig. 7a's accuracy for a "
+                      "planned point with as many entries of 1/8 in S (all six entries counted, Sf and Sb included), "
+                      "and "
+                      f"its difference to the random point's ~{FIG7A_RANDOM_PAPER_PCT:g} % (Fig. 7a label area).")
+
+
+def ablation_table(result: Ablation | None) -> Table | None:
+    """Rows = patterns, columns = arms (studies), cells = mean best validation accuracy (± sd, n seeds)."""
+    if result is None:
+        return None
+    rows = tuple((r.key.label, net_label(r.key.net), r.informs, *(cell_text(c) for c in r.cells)) for r in result.rows)
+    return Table("ablation", "Protocol ablation - best validation accuracy (%) per pattern and arm",
+                 ("Pattern", "Net", "Informs", *(a.name for a in result.arms)), rows,
+                 "lll" + "r" * len(result.arms),
+                 note="Mean ± sample sd over seeds (n seeds); - where the arm did not train the pattern. Each arm "
+                      "changes one protocol choice of ablation_reference (see the arms table); the first-"
+                      f"{EARLY_EPOCHS}-epochs arm is read from the reference runs' history, no training of its own.")
+
+
+def ablation_arms_table(result: Ablation | None) -> Table | None:
+    if result is None:
+        return None
+    rows = []
+    for a in result.arms:
+        if a.name == result.reference or result.reference is None:
+            what = "; ".join(f"{k}: {v}" for k, v in a.settings.items())
+        else:
+            what = "; ".join(a.differs) or "none recorded (settings equal to the reference's)"
+        rows.append((a.name, "derived" if a.derived else str(a.runs), what))
+    return Table("ablation_arms", "Protocol ablation - the arms and what each changes",
+                 ("Arm", "Runs", "Settings (the reference: all; other arms: those differing from it)"), tuple(rows),
+                 "lrl", note="Settings from summary.csv (the runs' specs); generator: the random patterns' generator.")
 
 
 def csc_table(groups: list[Group]) -> Table | None:
@@ -250,10 +311,12 @@ def scatter_correlation_table(groups: list[Group]) -> Table | None:
                       "configurations get rows of their own.")
 
 
-def build_tables(groups: list[Group], comparisons: list[Comparison]) -> list[Table]:
+def build_tables(groups: list[Group], verdicts: list[Verdict], claims: list[ScatterClaim] = (),
+                 ablation_result: Ablation | None = None) -> list[Table]:
     """The tables our runs support, in report order (absent ones are skipped, and named by the report)."""
     candidates = [table1(groups), table2(groups), scatter_table(groups), csc_table(groups), results_table(groups),
-                  ours_vs_paper_table(comparisons), beyond_table(groups), wall_time_table(groups),
+                  ours_vs_paper_table(verdicts), scatter_claim_table(list(claims)),
+                  ablation_arms_table(ablation_result), ablation_table(ablation_result), beyond_table(groups), wall_time_table(groups),
                   scatter_correlation_table(groups)]
     return [t for t in candidates if t is not None]
 
