@@ -57,10 +57,11 @@ def test_method_is_stored_canonical_and_fixed_runs_keep_their_id():
     raw = {"study": "s", "run_name": "r", "dataset": "morse", "data": "d.npz", "pattern": "p.npz", "epochs": 10}
     fixed, rigl = RunSpec.from_dict(raw), RunSpec.from_dict({**raw, "method": "rigl"})
     assert rigl.method == parse_method("rigl", 10) and rigl.run_id() != fixed.run_id()
-    # The id of a fixed-connection run is the hash it had before specs had a method.
+    # The id of a fixed-connection run of our init is the hash it had before specs had a method or an init.
     import hashlib
-    payload = {k: v for k, v in fixed.to_dict().items() if k not in ("tracking_uri", "device", "method")}
+    payload = {k: v for k, v in fixed.to_dict().items() if k not in ("tracking_uri", "device", "method", "init")}
     assert fixed.run_id() == hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    assert RunSpec.from_dict({**raw, "init": "he_dense"}).run_id() != fixed.run_id()
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -315,3 +316,14 @@ def test_method_needs_a_pattern_with_a_constraint(inputs, tmp_path):
     spec = make_spec(inputs, method="rigl", pattern=str(tmp_path / "planned.npz"))
     with pytest.raises(ConfigError, match="needs a pattern of kind random or unstructured"):
         train_run(spec, tmp_path / "run", track=False)
+
+
+def test_new_connections_follow_the_runs_init_law():
+    """SET's regrown weights: U(+-1/sqrt(fi)) under our init, N(0, 2/N_i) under the authors'."""
+    from predsparse.methods import masks
+
+    g = torch.Generator().manual_seed(0)
+    ours = masks.init_like(torch.empty(4096, 8), torch.tensor(8.0), g)
+    assert ours.abs().max() <= 8 ** -0.5 and abs(ours.std().item() * (3 * 8) ** 0.5 - 1) < 0.03
+    authors = masks.init_like(torch.empty(4096, 8), torch.tensor(8.0), g, "he_dense", in_features=64)
+    assert abs(authors.std().item() * (64 / 2) ** 0.5 - 1) < 0.03 and authors.abs().max() > 8 ** -0.5

@@ -29,6 +29,7 @@ SUMMARY_COLUMNS = (
     "conv_ops",         # conv multiply-accumulates per sample, counted on the model
     "scatter_vector",   # ';'-separated S = [S1f, S1b, ..., Sf, Sb] of the trained pattern (the final one)
     "scatter",          # min of the vector
+    "scatter_neurons",  # all | real: which neurons the scatter averages over (real: padded layers' real ones)
     "seed",
     "epochs",
     "best_val_acc",

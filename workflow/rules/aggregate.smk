@@ -11,11 +11,13 @@ localrules:
 rule aggregate:
     input:
         RUN_METRICS,
+        scatter=[PLAN.scatter_path(pattern_id) for pattern_id in PLAN.patterns],
     output:
         summary=f"{RESULTS}/summary.csv",
         history=f"{RESULTS}/history.csv",
     params:
         runs=lambda w: f"{RESULTS}/runs",
+        scatter=lambda w: f"{RESULTS}/scatter",
     log:
         f"{RESULTS}/logs/aggregate.log",
     threads: 1
@@ -25,7 +27,7 @@ rule aggregate:
     conda:
         SOFTWARE
     shell:
-        "predsparse aggregate {params.runs} -o {output.summary} --history {output.history} > {log} 2>&1"
+        "predsparse aggregate {params.runs} -o {output.summary} --history {output.history} --scatter {params.scatter} > {log} 2>&1"
 
 
 rule mlflow_sync:
@@ -35,6 +37,7 @@ rule mlflow_sync:
         touch(f"{RESULTS}/mlflow_sync.done"),
     params:
         runs=lambda w: f"{RESULTS}/runs",
+        scatter=lambda w: f"{RESULTS}/scatter",
         uri=PLAN.tracking_uri,
     log:
         f"{RESULTS}/logs/mlflow_sync.log",

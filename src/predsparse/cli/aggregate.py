@@ -18,15 +18,27 @@ def add_arguments(parser):
     parser.add_argument("runs", help="folder of run folders, searched recursively, e.g. results/runs")
     parser.add_argument("-o", "--output", default="results/summary.csv", help="summary CSV (default: %(default)s)")
     parser.add_argument("--history", default="results/history.csv", help="history CSV (default: %(default)s)")
+    parser.add_argument("--scatter", metavar="DIR", help="folder of the pipeline's pattern scatter files "
+                        "(<pattern id>.json): a fixed pattern's scatter is taken from there, in the convention "
+                        "its study chose (all neurons, or real neurons only for padded layers)")
 
 
-def summary_row(metrics: dict) -> dict:
-    """The summary.csv row (predsparse.summary.SUMMARY_COLUMNS) of a finished run's metrics.json."""
+def summary_row(metrics: dict, scatter_dir=None) -> dict:
+    """The summary.csv row (predsparse.summary.SUMMARY_COLUMNS) of a finished run's metrics.json.
+
+    With `scatter_dir`, a run whose connections were fixed before training takes its pattern's scatter
+    file from there (the study's convention); a run whose method changed them keeps the trained pattern's.
+    """
+    from pathlib import Path
+
     from predsparse.methods.options import options_json
     from predsparse.summary import join_list
 
     spec, pattern, scatter = metrics["spec"], metrics["pattern"], metrics["scatter"]
     method_spec = spec.get("method") or {}
+    pattern_scatter = Path(scatter_dir) / f"{pattern['id']}.json" if scatter_dir else None
+    if not method_spec and pattern_scatter is not None and pattern_scatter.is_file():
+        scatter = json.loads(pattern_scatter.read_text())
     method = (method_spec.get("name") or spec["extra"].get("method")
               or {"dense": "dense", "csc": "csc"}.get(pattern["kind"], "predefined"))
     return {
@@ -51,6 +63,7 @@ def summary_row(metrics: dict) -> dict:
         "conv_ops": metrics["model"]["macs"]["conv"],
         "scatter_vector": join_list(scatter["vector"]),
         "scatter": scatter["scatter"],
+        "scatter_neurons": "real" if scatter.get("real_neurons") else "all",
         "seed": spec["seed"],
         "epochs": metrics["epochs"],
         "best_val_acc": metrics["best_val_acc"],
@@ -64,7 +77,7 @@ def summary_row(metrics: dict) -> dict:
     }
 
 
-def collect(runs: str) -> tuple[list[dict], list[dict], list[str]]:
+def collect(runs: str, scatter_dir=None) -> tuple[list[dict], list[dict], list[str]]:
     """(summary rows, history rows, notes on left-out folders) of every run folder under `runs`."""
     from predsparse import rundir
     from predsparse.errors import ConfigError
@@ -79,7 +92,7 @@ def collect(runs: str) -> tuple[list[dict], list[dict], list[str]]:
             raise ConfigError(f"run id {outcome['run_id']} is in two folders, {where[outcome['run_id']]} and "
                               f"{run_dir}; keep one of them")
         where[outcome["run_id"]] = run_dir
-        finished.append((summary_row(outcome), run_dir))
+        finished.append((summary_row(outcome, scatter_dir), run_dir))
     finished.sort(key=lambda item: (item[0]["study"], item[0]["run_name"]))
     history = [row for _, run_dir in finished for row in rundir.read_history(run_dir / rundir.HISTORY)]
     return [row for row, _ in finished], history, notes
@@ -89,7 +102,7 @@ def run(args) -> int:
     from predsparse.io import atomic_write_csv
     from predsparse.summary import HISTORY_COLUMNS, SUMMARY_COLUMNS
 
-    summary, history, notes = collect(args.runs)
+    summary, history, notes = collect(args.runs, args.scatter)
     atomic_write_csv(args.output, SUMMARY_COLUMNS, summary)
     atomic_write_csv(args.history, HISTORY_COLUMNS, history)
     for note in notes:

@@ -10,7 +10,7 @@ HELP = "train one run (a RunSpec file and/or flags); resumes a killed run from i
 
 # flag dest -> RunSpec key, for the flags that set spec values
 _SPEC_FLAGS = ("study", "run_name", "dataset", "data", "pattern", "model", "variant", "seed", "optimizer", "lr",
-               "momentum", "weight_decay", "batch_size", "epochs", "device", "tracking_uri")
+               "momentum", "weight_decay", "batch_size", "epochs", "init", "device", "tracking_uri")
 
 
 def add_arguments(parser):
@@ -21,7 +21,7 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print the run's metrics.json on stdout")
     quick = parser.add_argument_group(
         "run settings (without --spec: --dataset, --data and --pattern are required; optimiser, lr, batch size, "
-        "epochs and L2 default to the paper's settings for the dataset, see predsparse.defaults)")
+        "epochs, L2 and init default to the table of predsparse.defaults for the dataset and model)")
     quick.add_argument("--dataset", help="morse | mnist | cifar10 | cifar100")
     quick.add_argument("--data", metavar="NPZ", help="dataset file from `predsparse data`")
     quick.add_argument("--pattern", metavar="NPZ", help="pattern file from `predsparse pattern`")
@@ -36,6 +36,8 @@ def add_arguments(parser):
     quick.add_argument("--weight-decay", type=float, help="L2 on weights (existing connections only)")
     quick.add_argument("--batch-size", type=int)
     quick.add_argument("--epochs", type=int)
+    quick.add_argument("--init", help="CL weight initialisation: uniform (ours, U(+-1/sqrt(fi))) | he_dense (the "
+                       "authors': N(0, 2/N_i) over the dense fan-in, existing connections kept)")
     quick.add_argument("--device", help="cpu | cuda | auto")
     quick.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///results/mlflow.db)")
     quick.add_argument("--method", help="how the connections come about: predefined (default: the pattern's, fixed) | "

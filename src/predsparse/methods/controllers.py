@@ -9,7 +9,7 @@ every right neuron's fan-in fi (`predsparse.methods.options.CONSTRAINTS`).
 Choices where the papers leave room, stated once here:
 - pruning is one-shot, at the start of the first fine-tuning epoch, on the weights the dense phase ended
   with; the fine-tuning optimiser starts afresh (its state belonged to the dense weights);
-- SET gives new connections values from the layers' initialisation law (as SET draws random weights),
+- SET gives new connections values from the run's initialisation law (`spec.init`; as SET draws random weights),
   RigL gives them 0 (as RigL does); both zero their optimiser state;
 - the dense gradient RigL grows by is that of the update step's mini-batch, captured by hooks in the
   same backward pass (no extra pass), for the CL junctions only.
@@ -178,7 +178,7 @@ class DynamicSparse(Controller):
                 return
             new_values = (torch.zeros(layer.out_features, k) if rigl else
                           masks.init_like(torch.empty(layer.out_features, k), torch.tensor(float(layer.fan_in)),
-                                          self.generator))
+                                          self.generator, self.spec.init, layer.in_features))
             masks.replace_per_row(layer, k, self.grow_scores(i, layer), new_values.to(layer.weight.device),
                                   self.optimizer)
         else:
@@ -188,7 +188,8 @@ class DynamicSparse(Controller):
             scores = self.grow_scores(i, layer)
             # The rows' present fan-ins set the law; values are read only where connections are grown.
             new_values = (torch.zeros_like(layer.weight) if rigl else
-                          masks.init_like(layer.weight, layer.mask.sum(1, keepdim=True), self.generator))
+                          masks.init_like(layer.weight, layer.mask.sum(1, keepdim=True), self.generator,
+                                          self.spec.init, layer.in_features))
             masks.replace_overall(layer, k, scores, new_values, self.optimizer)
 
     def state_dict(self) -> dict:

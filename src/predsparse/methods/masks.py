@@ -34,10 +34,15 @@ def largest_overall(scores: torch.Tensor, k: int) -> torch.Tensor:
     return mask.view(scores.shape)
 
 
-def init_like(weights: torch.Tensor, fan_in: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Values for new connections from the layers' initialisation law U(-1/sqrt(fi), 1/sqrt(fi)), fi the
-    fan-in of each value's right neuron (`fan_in` broadcasts against `weights`); drawn on the CPU so a
-    seed gives the same values on any device."""
+def init_like(weights: torch.Tensor, fan_in: torch.Tensor, generator: torch.Generator, init: str = "uniform",
+              in_features: int | None = None) -> torch.Tensor:
+    """Values for new connections from the run's initialisation law (predsparse.nn.init): `uniform`,
+    U(-1/sqrt(fi), 1/sqrt(fi)) with fi the fan-in of each value's right neuron (`fan_in` broadcasts
+    against `weights`), or `he_dense`, N(0, 2 / N_i) with N_i = `in_features`. Drawn on the CPU so a seed
+    gives the same values on any device."""
+    if init == "he_dense":
+        values = torch.randn(weights.shape, generator=generator, dtype=torch.float64)
+        return (values * (2.0 / in_features) ** 0.5).to(weights)
     bound = fan_in.to(torch.float64).clamp(min=1).rsqrt().cpu()
     values = torch.rand(weights.shape, generator=generator, dtype=torch.float64) * 2 - 1
     return (values * bound).to(weights)
