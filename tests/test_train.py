@@ -259,3 +259,23 @@ def test_aggregate_collects_each_finished_run_once(finished, inputs, tmp_path, c
     assert main(command) == 2
     assert f"run id {metrics['run_id']} is in two folders" in capsys.readouterr().err
     assert (summary.read_bytes(), history.read_bytes()) == before  # untouched by the failed call
+
+
+def test_aggregate_takes_each_fixed_patterns_scatter_file(finished, tmp_path):
+    """--scatter DIR: a fixed pattern's scatter comes from the pipeline's file (its study's convention)."""
+    runs, by_seed = finished
+    metrics = by_seed[0][2]
+    scatter_dir = tmp_path / "scatter"
+    scatter_dir.mkdir()
+    real = {"vector": [0.5, 0.25, 1.0, 1.0, 0.75, 0.25], "labels": [], "scatter": 0.25,
+            "real_neurons": {"in": 60, "out": 60}}
+    (scatter_dir / f"{metrics['pattern']['id']}.json").write_text(json.dumps(real))
+    summary = tmp_path / "summary.csv"
+    assert main(["aggregate", str(runs), "-o", str(summary), "--history", str(tmp_path / "h.csv"),
+                 "--scatter", str(scatter_dir)]) == 0
+    rows = list(csv.DictReader(summary.open()))
+    # Both seeds' runs read the same pattern file p.npz.
+    assert [(r["scatter_vector"], r["scatter"], r["scatter_neurons"]) for r in rows] == [
+        ("0.5;0.25;1;1;0.75;0.25", "0.25", "real")] * 2
+    assert main(["aggregate", str(runs), "-o", str(summary), "--history", str(tmp_path / "h.csv")]) == 0
+    assert {r["scatter_neurons"] for r in csv.DictReader(summary.open())} == {"all"}

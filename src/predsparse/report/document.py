@@ -194,6 +194,31 @@ def _listing(values) -> str:
     return ", ".join(str(v) for v in values) if len(values) else "none"
 
 
+def _protocol_lines(summary) -> list[str]:
+    """The protocol choices the paper leaves open, as the runs recorded them (columns absent in older
+    summaries are skipped): init, optimiser and lr, batch, random generator, scatter convention."""
+    lines = []
+    def values(column):
+        return sorted({str(v) for v in summary[column] if str(v) not in ("", "nan")}) if column in summary else []
+    if inits := values("init"):
+        lines.append("Initialisation: " + _listing(inits) + " (uniform: ours, U(+-1/sqrt(fi)); he_dense: the "
+                     "authors', N(0, 2/N_i) over the dense fan-in)")
+    if optimizers := values("optimizer"):
+        lines.append("Optimiser: " + _listing(optimizers) + "; lr " + _listing(values("lr"))
+                     + "; batch " + _listing(values("batch_size")))
+    if "pattern_options" in summary:
+        random_rows = summary[summary["kind"] == "random"]
+        generators = sorted({"sequential" if "sequential" in str(o) else "uniform" for o in random_rows["pattern_options"]})
+        if generators:
+            lines.append("Random patterns drawn by the generator: " + _listing(generators)
+                         + " (sequential: the authors'; uniform: ours)")
+    if neurons := values("scatter_neurons"):
+        lines.append("Scatter averaged over: " + " and ".join(
+            {"all": "all neurons", "real": "the real neurons of padded layers (the authors' convention)"}[n]
+            for n in neurons))
+    return lines
+
+
 def _what_was_run(summary, groups, run_info) -> list:
     studies = list(dict.fromkeys(summary["study"]))
     versions = run_info.get("versions")
@@ -210,6 +235,7 @@ def _what_was_run(summary, groups, run_info) -> list:
         "Datasets: " + _listing(sorted(set(summary["dataset"])))
         + (f" (Morse variant: {_listing(morse_variants)})" if morse_variants else ""),
         "Epochs per run: " + _listing(sorted({int(e) for e in summary["epochs"]})),
+        *_protocol_lines(summary),
         "Device: " + _listing(sorted(set(summary["device"]) - {""}))
         + (f" on `{run_info['host']}`" if "host" in run_info else ""),
         f"Training wall time: {_duration(summary['wall_time_s'].sum())} summed over runs",
@@ -440,7 +466,8 @@ def _deviations(summary, groups, run_info) -> list:
             items.append(f"`{study}`: trained for {_listing(epochs)} epochs (paper: {expected}).")
     if "morse" in set(summary["dataset"]):
         variants = sorted(set(summary.loc[summary["dataset"] == "morse", "variant"]) - {""}) or ["not recorded"]
-        items.append(f"Morse variant: {', '.join(variants)}; the paper does not say which variant it used.")
+        items.append(f"Morse variant: {', '.join(variants)}; the paper does not say which data it used (paper2017 "
+                     "is the October 2017 generator it cites, with that generator's defaults).")
         items.append(MORSE_CEILING)
     if any(len(g.seeds) > 1 for g in groups):
         items.append("Our points are means over several seeds; the paper does not say how many runs its points are.")
