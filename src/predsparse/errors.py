@@ -35,3 +35,8 @@ class TrackingError(PredsparseError):
 
 class ReportError(PredsparseError):
     """A summary, history, paper-numbers or run-info file the report cannot use."""
+
+
+class OutputError(PredsparseError):
+    """An output path that cannot be written: a directory where a file goes (or the reverse), no permission,
+    a name too long."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -19,20 +20,78 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from predsparse.errors import OutputError
+
 # Fixed zip member timestamp: np.savez stamps the current time, which would make identical arrays
 # produce different bytes.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """`path` as a Path if a file can be written there; else an OutputError naming why (nothing is created)."""
+    target = Path(path)
+    _check_names(target)
+    if target.is_dir():
+        raise OutputError(f"output {target} is a directory; give the name of a file to write")
+    _check_parents(target, target.parent)
+    return target
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """`path` as a Path if it is, or can be made, a writable directory; else an OutputError (nothing is created)."""
+    target = Path(path)
+    _check_names(target)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"output folder {target} is a file, not a directory; give a folder (new or existing)")
+    _check_parents(target, target)
+    return target
+
+
+def _check_names(target: Path) -> None:
+    for part in target.parts:
+        if len(os.fsencode(part)) > _NAME_MAX:
+            raise OutputError(f"output path {str(target)[:60]}...: the name '{part[:40]}...' is "
+                              f"{len(os.fsencode(part))} bytes long; a file or folder name holds at most {_NAME_MAX}")
+
+
+def _check_parents(target: Path, folder: Path) -> None:
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"output {target}: {existing} is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"output {target}: the folder {existing} is not writable")
+
+
+_NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+
+
+def _output_error(target: Path, exc: OSError) -> OutputError:
+    why = {errno.ENAMETOOLONG: f"a name in it is longer than {_NAME_MAX} bytes",
+           errno.EISDIR: "it is a directory; give the name of a file",
+           errno.ENOTDIR: "a part of its folder is a file",
+           errno.EEXIST: "a part of its folder is a file",
+           errno.ENOSPC: "the disk is full"}.get(exc.errno, exc.strerror or str(exc))
+    return OutputError(f"cannot write {target}: {why}")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`.
 
-    On any exception the temporary file is removed and `path` is untouched.
+    On any exception the temporary file is removed and `path` is untouched. A path that cannot be written
+    (a directory, a folder that cannot be made, no permission, a name too long) is an OutputError.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        if target.is_dir():
+            raise OutputError(f"output {target} is a directory; give the name of a file to write")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary name is cut so that a target name near the limit still gets one.
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _output_error(target, exc) from None
     os.close(fd)
     # mkstemp creates 0600; results are ordinary files, so apply the usual mode under the umask.
     umask = os.umask(0)
@@ -41,9 +100,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        try:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _output_error(target, exc) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -51,7 +113,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except OSError as exc:
+            raise _output_error(Path(path), exc) from None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

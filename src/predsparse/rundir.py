@@ -72,9 +72,35 @@ def run_dirs(root: str | Path) -> list[Path]:
 
 
 def outcome(run_dir: str | Path) -> dict | None:
-    """The run's metrics.json, else its failure.json, else None (still running or killed)."""
+    """The run's metrics.json, else its failure.json, else None (still running or killed).
+
+    A file that is not a run's outcome (not an object with `status`, `run_id` and a `spec` naming its study,
+    run name and `extra` tags) is a ConfigError naming it; the figures are checked by their readers.
+    """
     run_dir = Path(run_dir)
     for name in (METRICS, FAILURE):
         if (run_dir / name).is_file():
-            return read_json(run_dir / name)
+            found = read_json(run_dir / name)
+            _check_outcome(found, run_dir / name)
+            return found
     return None
+
+
+def _check_outcome(found, path: Path) -> None:
+    def bad(what: str):
+        raise ConfigError(f"{path} is not a predsparse run outcome: {what}; rerun the run (predsparse train) or "
+                          "move the folder away")
+
+    if not isinstance(found, dict):
+        bad(f"it holds a JSON {type(found).__name__}, not an object")
+    for key in ("status", "run_id"):
+        if not isinstance(found.get(key), str):
+            bad(f"key '{key}' is {found.get(key)!r}, expected a string")
+    spec = found.get("spec")
+    if not isinstance(spec, dict):
+        bad(f"key 'spec' is {type(spec).__name__ if spec is not None else 'missing'}, expected the run spec (an object)")
+    for key in ("study", "run_name"):
+        if not isinstance(spec.get(key), str):
+            bad(f"spec key '{key}' is {spec.get(key)!r}, expected a string")
+    if not isinstance(spec.get("extra", {}), dict):
+        bad(f"spec key 'extra' is {spec['extra']!r}, expected an object of tags")

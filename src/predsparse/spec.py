@@ -23,6 +23,7 @@ MODELS = ("mlp", "mnist_conv", "cifar_conv")
 OPTIMIZERS = ("adam", "sgd")
 INITS = ("uniform", "he_dense")  # predsparse.nn.init
 DEVICES = ("cpu", "cuda", "auto")
+MAX_NAME = 200  # characters of a study or run name: each names a folder
 
 
 @dataclass(frozen=True)
@@ -143,3 +144,6 @@ class RunSpec:
             value = getattr(self, key)
             if not isinstance(value, str) or not value or "/" in value or value.startswith("."):
                 raise ConfigError(f"{where}: {key} must be a non-empty name without '/', got {value!r}")
+            if len(value) > MAX_NAME:  # it names a folder (and a spec file): file systems stop at 255 bytes
+                raise ConfigError(f"{where}: {key} {value[:40]!r}... is {len(value)} characters long; names hold at "
+                                  f"most {MAX_NAME}")

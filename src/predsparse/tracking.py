@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 
 from predsparse import rundir
-from predsparse.errors import TrackingError
+from predsparse.errors import ConfigError, TrackingError
 from predsparse.summary import join_list
 
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
@@ -118,7 +118,9 @@ def _final_metrics(outcome: dict) -> dict[str, float]:
     for key in ("best_val_acc", "best_val_epoch", "val_acc_epoch1", "val_acc_epoch5", "test_acc", "test_loss",
                 "wall_time_s", "epochs_done"):
         if outcome.get(key) is not None:
-            final[key] = float(outcome[key])
+            # The run's whole wall time has a name of its own: per-epoch `wall_time_s` (cumulative, step =
+            # epoch) is another metric, whose latest step MLflow would show in place of a step-0 final value.
+            final["total_wall_time_s" if key == "wall_time_s" else key] = float(outcome[key])
     for key, value in (outcome.get("final") or {}).items():
         final[f"final_{key}"] = float(value)
     scatter = outcome["scatter"]
@@ -215,8 +217,13 @@ class Store:
             self._call("log_batch", mlflow_run_id, metrics=metrics)
             logged.add(row["epoch"])
 
-    def publish(self, run_dir: str | Path) -> str:
-        """Bring the MLflow run of a finished or failed run folder up to date; idempotent. Returns its id."""
+    def publish(self, run_dir: str | Path, within: str | Path | None = None) -> str:
+        """Bring the MLflow run of a finished or failed run folder up to date; idempotent. Returns its id.
+
+        Artifacts are the run folder's own files (a link leading out of it is skipped) and the spec's pattern
+        file; with `within` (mlflow-sync: the results folder) the pattern file is uploaded only from inside it
+        or the run folder, never from wherever else a run folder's spec points.
+        """
         run_dir = Path(run_dir)
         outcome = rundir.outcome(run_dir)
         if outcome is None:
@@ -238,19 +245,28 @@ class Store:
             self._call("log_batch", mlflow_run_id, metrics=final)
         for name in (rundir.SPEC, rundir.HISTORY, rundir.METRICS, rundir.FAILURE, rundir.CURVES,
                      rundir.FINAL_PATTERN):
-            if (run_dir / name).is_file():
+            if (run_dir / name).is_file() and _inside(run_dir / name, [run_dir]):
                 self._call("log_artifact", mlflow_run_id, str(run_dir / name))
-        pattern_file = Path(outcome["spec"]["pattern"])
-        if pattern_file.is_file():
-            self._call("log_artifact", mlflow_run_id, str(pattern_file), "pattern")
-        else:
+        pattern_file = Path(str(outcome["spec"].get("pattern", "")))
+        if not pattern_file.is_file():
             _warn(f"pattern file {pattern_file} of {run_dir} not found; MLflow run logged without it")
+        elif within is not None and not _inside(pattern_file, [run_dir, Path(within)]):
+            _warn(f"pattern file {pattern_file} named by {run_dir / rundir.SPEC} is outside {Path(within)} and the "
+                  "run folder; MLflow run logged without it")
+        else:
+            self._call("log_artifact", mlflow_run_id, str(pattern_file), "pattern")
         failed = outcome["status"] != "finished"
         if failed:
             self._call("set_tag", mlflow_run_id, "error", outcome.get("error", ""))
         self._call("set_tag", mlflow_run_id, PUBLISHED_TAG, "1")
         self._call("set_terminated", mlflow_run_id, "FAILED" if failed else "FINISHED")
         return mlflow_run_id
+
+
+def _inside(path: Path, folders: list[Path]) -> bool:
+    """Whether `path`, links resolved, lies inside one of `folders`."""
+    real = path.resolve()
+    return any(real.is_relative_to(folder.resolve()) for folder in folders)
 
 
 def _warn(message: str) -> None:
@@ -321,6 +337,15 @@ def sync(results: str | Path, uri: str | None = None) -> dict[str, int]:
     folders = rundir.run_dirs(results)
     ended = [(d, o) for d in folders if (o := rundir.outcome(d)) is not None]
     counts["unfinished"] = len(folders) - len(ended)
+    for run_dir, outcome in ended:  # every folder readable before the store is touched
+        try:
+            _flat_params(outcome), _final_metrics(outcome)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            name = rundir.METRICS if outcome["status"] == "finished" else rundir.FAILURE
+            raise ConfigError(f"{Path(run_dir) / name} lacks a figure MLflow logs or has it malformed "
+                              f"({type(exc).__name__}: {exc}); rerun the run or move the folder away") from None
+    # The results folder of the pipeline's layout (RESULTS/runs/STUDY/RUN): pattern files come from there only.
+    root = Path(results).parent if Path(results).name == "runs" else Path(results)
     try:
         store = Store(uri)
         for run_dir, outcome in ended:
@@ -328,7 +353,7 @@ def sync(results: str | Path, uri: str | None = None) -> dict[str, int]:
             if run is not None and run.data.tags.get(PUBLISHED_TAG) == "1":
                 counts["skipped"] += 1
             else:
-                store.publish(run_dir)
+                store.publish(run_dir, within=root)
                 counts["published"] += 1
     except TrackingError:
         raise

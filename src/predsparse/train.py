@@ -25,10 +25,12 @@ Hyper-parameters a spec does not give come from the one table of defaults, `pred
 from __future__ import annotations
 
 import math
+import pickle
 import platform
 import subprocess
 import sys
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -48,6 +50,8 @@ from predsparse.spec import RunSpec
 from predsparse.tracking import RunTracker
 
 CHECKPOINT_FORMAT = 1
+# What every checkpoint holds (`_save_checkpoint` in `train_run`; a method's runs also "method").
+_CHECKPOINT_KEYS = ("model", "optimizer", "best_model", "best_epoch", "history", "rng")
 EVAL_BATCH = 4096
 _CHECK_EVERY = 16  # batches between non-finite checks (each one is a device sync)
 
@@ -219,15 +223,33 @@ def run_info(spec: RunSpec, pattern: Pattern, model: PatternNet, device: torch.d
 
 
 def _load_checkpoint(path: Path, run_id: str, device: torch.device) -> dict | None:
+    """The checkpoint of this run at `path`, None if there is none; anything else is refused in one line.
+
+    Only tensors and plain values are unpickled (weights_only): a file holding other objects is not ours,
+    and is never loaded with weights_only=False, whatever torch's own message suggests.
+    """
     if not path.is_file():
         return None
+    restart = f"move it away (or delete {path.parent}) to restart the run"
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        raise TrainingError(f"checkpoint {path} cannot be read ({exc}); delete it to restart the run") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on a foreign pickle protocol
+            state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds; its message advises an unsafe load
+        why = "" if isinstance(exc, pickle.UnpicklingError) else f" ({type(exc).__name__})"
+        raise TrainingError(f"{path} is not a predsparse checkpoint: it is not a torch file of tensors and plain "
+                            f"values{why}, so it was not loaded; {restart}") from None
+    if not isinstance(state, dict):
+        raise TrainingError(f"{path} is not a predsparse checkpoint: it holds a {type(state).__name__}, not a mapping "
+                            f"of run state; {restart}")
     if state.get("format") != CHECKPOINT_FORMAT or state.get("run_id") != run_id:
-        raise ConfigError(f"{path} belongs to another run (run id {state.get('run_id')}, this spec's is {run_id}); "
+        raise ConfigError(f"{path} belongs to another run (run id {state.get('run_id')!r}, format "
+                          f"{state.get('format')!r}; this spec's run id is {run_id}, format {CHECKPOINT_FORMAT}); "
                           f"train into another folder or delete {path.parent}")
+    missing = [key for key in _CHECKPOINT_KEYS if key not in state]
+    if missing or not isinstance(state["rng"], dict) or not {"shuffle", "torch"} <= set(state["rng"]):
+        raise TrainingError(f"{path} is not a complete predsparse checkpoint: it lacks "
+                            f"{missing or ['rng.shuffle', 'rng.torch']}; {restart}")
     return state
 
 

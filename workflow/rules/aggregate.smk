@@ -27,7 +27,7 @@ rule aggregate:
     conda:
         SOFTWARE
     shell:
-        "predsparse aggregate {params.runs} -o {output.summary} --history {output.history} --scatter {params.scatter} > {log} 2>&1"
+        "predsparse aggregate {params.runs:q} -o {output.summary:q} --history {output.history:q} --scatter {params.scatter:q} > {log:q} 2>&1"
 
 
 rule mlflow_sync:
@@ -48,4 +48,4 @@ rule mlflow_sync:
     conda:
         SOFTWARE
     shell:
-        "predsparse mlflow-sync {params.runs} --tracking-uri {params.uri:q} > {log} 2>&1"
+        "predsparse mlflow-sync {params.runs:q} --tracking-uri {params.uri:q} > {log:q} 2>&1"

@@ -3,10 +3,16 @@
 # (fan-outs, clustering, seeds, names) before any job starts; a mistake stops here with one message
 # naming the study, the key and the valid choices.
 import os
+import sys
 
+from predsparse.errors import PredsparseError
 from predsparse.pipeline import plan_for_snakemake
 
-PLAN = plan_for_snakemake(config, workflow.overwrite_configfiles)
+try:
+    PLAN = plan_for_snakemake(config, workflow.overwrite_configfiles)
+except PredsparseError as exc:  # one line and exit status 2, as `predsparse plan` says it (no Snakemake frames)
+    sys.stderr.write(f"predsparse: error: {exc}\n")
+    sys.exit(2)
 RESULTS = PLAN.results_dir
 # Every run's metrics.json: what aggregation and MLflow sync wait for.
 RUN_METRICS = [PLAN.metrics_path(run) for run in PLAN.runs]

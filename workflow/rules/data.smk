@@ -22,7 +22,7 @@ rule morse:
     conda:
         SOFTWARE
     shell:
-        "predsparse data {params.args} -o {output} > {log} 2>&1"
+        "predsparse data {params.args} -o {output:q} > {log:q} 2>&1"
 
 
 rule download:
@@ -42,4 +42,4 @@ rule download:
     conda:
         SOFTWARE
     shell:
-        "predsparse data {params.args} -o {output} > {log} 2>&1"
+        "predsparse data {params.args} -o {output:q} > {log:q} 2>&1"

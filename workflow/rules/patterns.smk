@@ -21,4 +21,4 @@ rule pattern:
     conda:
         SOFTWARE
     shell:
-        "predsparse pattern {params.args} -o {output} > {log} 2>&1"
+        "predsparse pattern {params.args} -o {output:q} > {log:q} 2>&1"

@@ -43,5 +43,5 @@ rule report:
     conda:
         SOFTWARE
     shell:
-        "predsparse report --summary {input.summary} --history {input.history} --out {params.out} "
-        "--run-info {input.run_info} --reasons {input.reasons} --counts {input.counts} > {log} 2>&1"
+        "predsparse report --summary {input.summary:q} --history {input.history:q} --out {params.out:q} "
+        "--run-info {input.run_info:q} --reasons {input.reasons:q} --counts {input.counts:q} > {log:q} 2>&1"

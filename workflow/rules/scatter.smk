@@ -23,4 +23,4 @@ rule scatter:
     conda:
         SOFTWARE
     shell:
-        "predsparse scatter {input} {params.args} --json -o {output} > {log} 2>&1"
+        "predsparse scatter {input:q} {params.args} --json -o {output:q} > {log:q} 2>&1"

@@ -56,4 +56,4 @@ rule train:
     conda:
         SOFTWARE
     shell:
-        "predsparse train --spec {input.spec} --out {params.out} > {log} 2>&1"
+        "predsparse train --spec {input.spec:q} --out {params.out:q} > {log:q} 2>&1"

@@ -38,7 +38,9 @@ def summary_row(metrics: dict, scatter_dir=None) -> dict:
     method_spec = spec.get("method") or {}
     pattern_scatter = Path(scatter_dir) / f"{pattern['id']}.json" if scatter_dir else None
     if not method_spec and pattern_scatter is not None and pattern_scatter.is_file():
-        scatter = json.loads(pattern_scatter.read_text())
+        from predsparse import rundir
+
+        scatter = rundir.read_json(pattern_scatter)
     method = (method_spec.get("name") or spec["extra"].get("method")
               or {"dense": "dense", "csc": "csc"}.get(pattern["kind"], "predefined"))
     return {
@@ -92,16 +94,23 @@ def collect(runs: str, scatter_dir=None) -> tuple[list[dict], list[dict], list[s
             raise ConfigError(f"run id {outcome['run_id']} is in two folders, {where[outcome['run_id']]} and "
                               f"{run_dir}; keep one of them")
         where[outcome["run_id"]] = run_dir
-        finished.append((summary_row(outcome, scatter_dir), run_dir))
+        try:
+            row = summary_row(outcome, scatter_dir)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            raise ConfigError(f"{run_dir / rundir.METRICS} lacks a figure of a finished run or has it malformed "
+                              f"({type(exc).__name__}: {exc}); rerun the run or move the folder away") from None
+        finished.append((row, run_dir))
     finished.sort(key=lambda item: (item[0]["study"], item[0]["run_name"]))
     history = [row for _, run_dir in finished for row in rundir.read_history(run_dir / rundir.HISTORY)]
     return [row for row, _ in finished], history, notes
 
 
 def run(args) -> int:
-    from predsparse.io import atomic_write_csv
+    from predsparse.io import atomic_write_csv, check_output_file
     from predsparse.summary import HISTORY_COLUMNS, SUMMARY_COLUMNS
 
+    check_output_file(args.output)
+    check_output_file(args.history)
     summary, history, notes = collect(args.runs, args.scatter)
     atomic_write_csv(args.output, SUMMARY_COLUMNS, summary)
     atomic_write_csv(args.history, HISTORY_COLUMNS, history)

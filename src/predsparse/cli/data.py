@@ -94,7 +94,11 @@ def _default_output(name: str, layout: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from predsparse.data import info_path
+    from predsparse.io import check_output_file
 
+    for path in (args.out, getattr(args, "figure", None)):
+        if path is not None:
+            check_output_file(path)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="predsparse data: %(message)s")
     if args.dataset == "morse":

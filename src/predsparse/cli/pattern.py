@@ -74,8 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from predsparse.density import pattern_density
+    from predsparse.io import check_output_file
     from predsparse.patterns.generate import generate_pattern, parse_clusters
 
+    check_output_file(args.output)
     options = {}
     if args.generator is not None:
         if args.kind != "random":

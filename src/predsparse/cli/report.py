@@ -22,8 +22,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from predsparse.io import check_output_dir
     from predsparse.report.document import build_report
 
+    check_output_dir(args.out)
     written = build_report(args.summary, args.history, args.out, args.run_info, args.paper, args.counts,
                            args.reasons)
     print(f"wrote {len(written)} files under {args.out} (report.md, report.html)")

@@ -61,6 +61,7 @@ def run(args) -> int:
     from predsparse.errors import ConfigError
     from predsparse.spec import RunSpec
     from predsparse.defaults import resolve_spec
+    from predsparse.io import check_output_dir
     from predsparse.train import train_run
 
     raw = RunSpec.read_raw(args.spec) if args.spec else {}
@@ -74,7 +75,7 @@ def run(args) -> int:
         raw.setdefault("study", "quick")
         raw.setdefault("run_name", f"{Path(raw['pattern']).stem}-seed{raw.get('seed', 0)}")
     spec = resolve_spec(raw, where=args.spec or "train flags")
-    out = Path(args.out) if args.out else Path("results/runs") / spec.study / spec.run_name
+    out = check_output_dir(Path(args.out) if args.out else Path("results/runs") / spec.study / spec.run_name)
     metrics = train_run(spec, out, track=not args.no_mlflow)
     if args.json:
         json.dump(metrics, sys.stdout, indent=2, sort_keys=True)

@@ -11,7 +11,9 @@ On disk (`.npz`, never pickled):
 - A junction without fixed fan-in (kind `unstructured`) is stored CSR-style instead: `j{i}` flat int32
   left indices grouped by right neuron (sorted within each row) and `j{i}_indptr` int64 (N_{i+1}+1,).
   It still has N_i * fo_i connections.
-- `meta`: a JSON string with the kind, seed, options and optional layer shapes.
+- `meta` (optional: files of other tools may lack it): a JSON object (0-d string array) with the kind, seed,
+  options and optional layer shapes. Without it, the kind follows from the junctions (unstructured if one is
+  stored CSR-style, dense if all are complete, else random) and no layer has a shape.
 """
 
 from __future__ import annotations
@@ -268,25 +270,77 @@ def load_pattern(path: str | os.PathLike) -> Pattern:
     return pattern_from_arrays(arrays, str(path))
 
 
-def pattern_from_arrays(arrays: dict[str, np.ndarray], where: str = "pattern") -> Pattern:
-    """The validated pattern of the arrays of a pattern file (`Pattern.to_arrays`); `where` names them."""
-    for key in ("net", "fanouts", "meta"):
-        if key not in arrays:
-            raise PatternError(f"{where} is not a pattern file: array '{key}' is missing")
+def _integer_vector(arrays: dict[str, np.ndarray], key: str, where: str) -> list[int]:
+    """A 1-D integer array of a pattern file as a list (never a float silently truncated)."""
+    value = arrays[key]
+    if value.ndim != 1 or not np.issubdtype(value.dtype, np.integer):
+        raise PatternError(f"{where}: array '{key}' has shape {tuple(value.shape)} and dtype {value.dtype}; expected "
+                           "a 1-D integer array")
+    return value.tolist()
+
+
+def _meta(arrays: dict[str, np.ndarray], where: str) -> dict:
+    """The `meta` of a pattern file: a JSON object in a 0-d string array; {} when the file has none."""
+    if "meta" not in arrays:
+        return {}
+    value = arrays["meta"]
+    if value.ndim != 0 or value.dtype.kind not in "US":
+        raise PatternError(f"{where}: 'meta' has shape {tuple(value.shape)} and dtype {value.dtype}; expected a 0-d "
+                           "string array holding a JSON object")
     try:
-        meta = json.loads(str(arrays["meta"]))
+        meta = json.loads(str(value))
     except json.JSONDecodeError:
         raise PatternError(f"{where}: 'meta' is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise PatternError(f"{where}: 'meta' is JSON {type(meta).__name__}, expected an object, e.g. "
+                           '{"kind": "random"}')
+    if not isinstance(meta.get("kind", ""), str):
+        raise PatternError(f"{where}: meta 'kind' is {meta['kind']!r}, expected a name such as 'random'")
+    return meta
+
+
+def _shapes(meta: dict, net: tuple[int, ...], where: str) -> tuple[tuple[int, ...] | None, ...]:
+    shapes = meta.pop("shapes", None) or [None] * len(net)
+    if not isinstance(shapes, list) or len(shapes) != len(net):
+        raise PatternError(f"{where}: meta 'shapes' is {shapes!r}; expected a list of {len(net)} layer shapes "
+                           "(a list of positive integers, or null for a flat layer), one per layer of the net")
+    for layer, (shape, n) in enumerate(zip(shapes, net), start=1):
+        if shape is None:
+            continue
+        if (not isinstance(shape, list) or not shape
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
+            raise PatternError(f"{where}: meta 'shapes': layer {layer} shape {shape!r} is not a list of positive "
+                               "integers (or null for a flat layer)")
+        if math.prod(shape) != n:
+            raise PatternError(f"{where}: layer {layer} shape {list(shape)} does not hold {n} neurons")
+    return tuple(tuple(s) if s is not None else None for s in shapes)
+
+
+def pattern_from_arrays(arrays: dict[str, np.ndarray], where: str = "pattern") -> Pattern:
+    """The validated pattern of the arrays of a pattern file (`Pattern.to_arrays`); `where` names them.
+
+    `meta` is optional (files written by other tools): without it the pattern has no layer shapes and its
+    kind follows from the junctions (see `_kind`)."""
+    for key in ("net", "fanouts"):
+        if key not in arrays:
+            raise PatternError(f"{where} is not a pattern file: array '{key}' is missing (a pattern file holds "
+                               "net, fanouts, j1..jJ and optionally meta)")
+    meta = _meta(arrays, where)
     try:
-        net, fanouts = check_net(arrays["net"].tolist(), arrays["fanouts"].tolist())
+        net, fanouts = check_net(_integer_vector(arrays, "net", where), _integer_vector(arrays, "fanouts", where))
     except PatternError as exc:
-        raise PatternError(f"{where}: {exc}") from None
+        raise PatternError(exc.args[0] if str(exc).startswith(where) else f"{where}: {exc}") from None
     junctions, indptr = [], []
     for i in range(1, len(net)):
         key = f"j{i}"
         if key not in arrays:
             raise PatternError(f"{where}: junction array '{key}' is missing")
         idx, ptr = arrays[key], arrays.get(f"{key}_indptr")
+        if ptr is not None and (ptr.ndim != 1 or not np.issubdtype(ptr.dtype, np.integer)
+                                or not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1):
+            raise PatternError(f"{where}: junction {i} is stored CSR-style but '{key}' (shape {tuple(idx.shape)}, "
+                               f"{idx.dtype}) and '{key}_indptr' (shape {tuple(ptr.shape)}, {ptr.dtype}) are not both "
+                               "1-D integer arrays")
         try:
             if ptr is None:
                 validate_junction(idx, net[i - 1], net[i], fanouts[i - 1], i)
@@ -296,12 +350,14 @@ def pattern_from_arrays(arrays: dict[str, np.ndarray], where: str = "pattern") -
             raise PatternError(f"{where}: {exc}") from None
         junctions.append(idx.astype(np.int32, copy=False))
         indptr.append(ptr)
-    shapes = tuple(tuple(s) if s is not None else None for s in meta.pop("shapes", None) or (None,) * len(net))
-    if len(shapes) != len(net):
-        raise PatternError(f"{where}: meta gives {len(shapes)} layer shapes for a net of {len(net)} layers")
-    for layer, (shape, n) in enumerate(zip(shapes, net), start=1):
-        if shape is not None and math.prod(shape) != n:
-            raise PatternError(f"{where}: layer {layer} shape {list(shape)} does not hold {n} neurons")
-    kind = meta.pop("kind", "random")
+    shapes = _shapes(meta, net, where)
+    # A file without a kind (another tool's): unstructured if a junction is stored CSR-style, dense if every
+    # junction is complete, else random (fixed fan-in and fan-out).
+    if "kind" in meta:
+        kind = meta.pop("kind")
+    elif any(ptr is not None for ptr in indptr):
+        kind = "unstructured"
+    else:
+        kind = "dense" if fanouts == tuple(net[1:]) else "random"
     meta.pop("format", None)
     return Pattern(net, fanouts, tuple(junctions), kind, tuple(indptr), shapes, meta)

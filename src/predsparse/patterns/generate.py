@@ -74,19 +74,27 @@ def random_fan_in_index(n_left: int, n_right: int, fi: int, rng: np.random.Gener
     junctions (exact uniform sampling of biregular graphs has no practical algorithm).
     Cost: n_right vectorised steps of O(n_left).
     """
-    fo = n_right * fi // n_left
+    with np.errstate(divide="ignore"):  # exhausted inputs (r_k = 0) get an infinite key: never drawn
+        index = _fill_rows(n_left, n_right, fi, lambda remaining: rng.standard_exponential(n_left) / remaining)
+    return index if fi == n_left else index[rng.permutation(n_right)]
+
+
+def _fill_rows(n_left: int, n_right: int, fi: int, draw_keys) -> np.ndarray:
+    """Rows 0, 1, ... of a biregular junction, each the fi left neurons of smallest key: `draw_keys(remaining)`
+    gives one key per left neuron from their remaining fan-outs; a neuron that must be taken to finish
+    the pattern (remaining fan-out = rows left) gets a key below every other. A dense junction (fi = N_i)
+    draws nothing."""
     if fi == n_left:
         return np.tile(np.arange(n_left, dtype=np.int32), (n_right, 1))
-    remaining = np.full(n_left, fo, dtype=np.int64)
+    remaining = np.full(n_left, n_right * fi // n_left, dtype=np.int64)
     index = np.empty((n_right, fi), dtype=np.int32)
-    with np.errstate(divide="ignore"):  # exhausted inputs (r_k = 0) get an infinite key: never drawn
-        for row in range(n_right):
-            keys = rng.standard_exponential(n_left) / remaining
-            keys[remaining == n_right - row] = -1.0
-            chosen = np.argpartition(keys, fi - 1)[:fi]
-            remaining[chosen] -= 1
-            index[row] = np.sort(chosen)
-    return index[rng.permutation(n_right)]
+    for row in range(n_right):
+        keys = draw_keys(remaining)
+        keys[remaining == n_right - row] = -1.0
+        chosen = np.argpartition(keys, fi - 1)[:fi]
+        remaining[chosen] -= 1
+        index[row] = np.sort(chosen)
+    return index
 
 
 def sequential_fan_in_index(n_left: int, n_right: int, fi: int, rng: np.random.Generator) -> np.ndarray:
@@ -107,21 +115,14 @@ def sequential_fan_in_index(n_left: int, n_right: int, fi: int, rng: np.random.G
     over biregular junctions (on 4 -> 4 with fi = 2, junction probabilities run from 5/12 to 5/2 of uniform).
     Cost: n_right vectorised steps of O(n_left).
     """
-    fo = n_right * fi // n_left
-    if fi == n_left:
-        return np.tile(np.arange(n_left, dtype=np.int32), (n_right, 1))
-    remaining = np.full(n_left, fo, dtype=np.int64)
-    index = np.empty((n_right, fi), dtype=np.int32)
-    for row in range(n_right):
-        # A uniform random subset of the non-full inputs: the fi smallest of i.i.d. uniform keys. Full
-        # inputs get a key above every uniform one, forced inputs one below.
+    def draw_keys(remaining):
+        # A uniform random subset of the non-full inputs: the fi smallest of i.i.d. uniform keys, full
+        # inputs keyed above every uniform one.
         keys = rng.random(n_left)
         keys[remaining == 0] = 2.0
-        keys[remaining == n_right - row] = -1.0
-        chosen = np.argpartition(keys, fi - 1)[:fi]
-        remaining[chosen] -= 1
-        index[row] = np.sort(chosen)
-    return index
+        return keys
+
+    return _fill_rows(n_left, n_right, fi, draw_keys)
 
 
 # Generators of kind random (option `generator`); the first is the default, left out of the options.

@@ -110,6 +110,8 @@ def check_schema(config: Any, source: str = "config") -> None:
     path = list(error.absolute_path)
     where = _location(path)
     prefix = f"{source}: {where}: " if where else f"{source}: "
+    if "propertyNames" in error.schema_path:  # a study name (the only mapping whose keys are checked)
+        raise ConfigError(f"{source}: study name {_short(error.instance)} is not valid: {_name_rule(error)}")
     if error.validator == "additionalProperties":
         node = _schema_node(schema, path)
         valid = sorted(node.get("properties", {}))
@@ -117,13 +119,54 @@ def check_schema(config: Any, source: str = "config") -> None:
         raise ConfigError(f"{prefix}unknown key(s) {unknown}; valid keys: {valid}")
     if error.validator == "required":
         raise ConfigError(f"{prefix}{error.message}")
+    if "cluster" in path and (error.validator == "pattern" or _value_errors(error)):
+        raise ConfigError(f"{prefix}{error.instance!r} is not a clustering; spell it 'J:f=C', 'J:b=C' or "
+                          "'J:f=C,b=C' (e.g. '1:b=8'), or a list of them")
+    if "radices" in path and (error.validator == "pattern" or _value_errors(error)):
+        raise ConfigError(f"{prefix}{error.instance!r} is not a radices spelling; give integers separated by ',' "
+                          "within a CSC layer and '/' between layers, e.g. '8,8/8,8', or a list of them")
     if error.validator == "oneOf":
-        description = _schema_node(schema, path).get("description", "")
-        raise ConfigError(f"{prefix}{error.instance!r} is not valid" + (f": expected {description}" if description else ""))
-    if error.validator == "pattern" and path and path[-1] != "cluster" and "cluster" in path:
-        raise ConfigError(f"{prefix}{error.instance!r} is not a clustering; spell it 'J:f=C', 'J:b=C' or 'J:f=C,b=C'")
-    if error.validator == "pattern":
-        raise ConfigError(f"{prefix}{error.instance!r} is not a valid name (letters, digits, '_', '.', '-')")
-    if error.validator == "propertyNames":
-        raise ConfigError(f"{source}: study name {error.instance!r} is not valid (letters, digits, '_', '.', '-')")
-    raise ConfigError(f"{prefix}{error.message}")
+        node = _schema_node(schema, path)
+        refs = [alt["$ref"].rsplit("/", 1)[1] for alt in node.get("oneOf", []) if "$ref" in alt]
+        description = _one_line(node.get("description") or (schema["$defs"][refs[0]].get("description", "")
+                                                             if refs else ""))
+        why = _value_errors(error)
+        raise ConfigError(f"{prefix}{error.instance!r} is not valid" + (f": expected {description}" if description else "")
+                          + (f"; {why}" if why else ""))
+    if error.validator in ("pattern", "maxLength") and error.schema.get("pattern") == schema["$defs"]["path"]["pattern"]:
+        raise ConfigError(f"{prefix}{_short(error.instance)} is not a usable folder path: {_PATH_RULE}")
+    if error.validator in ("pattern", "maxLength"):
+        raise ConfigError(f"{prefix}{_short(error.instance)} is not a valid name: {_name_rule(error)}")
+    raise ConfigError(f"{prefix}{_one_line(error.message)}")
+
+
+_PATH_RULE = ("at most 1024 characters among letters, digits, space and _ . / + , = @ : -, not starting with '-' "
+              "(no quotes, ';', '$', '`', '|', '&', '<', '>' or newlines)")
+
+
+def _name_rule(error) -> str:
+    length = error.schema.get("maxLength", 64)
+    found = f" (this one has {len(error.instance)})" if error.validator == "maxLength" else ""
+    return (f"names are 1 to {length} characters{found}: letters, digits, '_', '.' and '-', starting with a letter "
+            "or digit, with no space or newline")
+
+
+def _short(value) -> str:
+    """repr of a value, cut to 60 characters (a 300-character name need not be printed whole)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _value_errors(error) -> str:
+    """Why a value failed every alternative of a oneOf, from the alternative whose type it has: e.g.
+    "at [0], 0 is less than the minimum of 1"; "" when it has the type of none of them."""
+    found = [c for c in error.context if c.validator != "type"]
+    if not found:
+        return ""
+    deepest = max(found, key=lambda c: len(c.relative_path))
+    at = "".join(f"[{p}]" for p in deepest.relative_path)
+    return (f"at {at}, " if at else "") + _one_line(deepest.message)

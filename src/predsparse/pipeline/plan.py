@@ -74,6 +74,8 @@ GENERATOR_LABELS = {"sequential": "seq"}
 # The `method` column of a run without a group `method` (its connections are fixed before training).
 METHOD = {"dense": "dense", "csc": "csc", "random": "predefined", "planned": "predefined", "unstructured": "predefined"}
 VERSIONED = ("predsparse", "torch", "numpy", "mlflow", "snakemake")
+# Tags of every run's spec `extra` that the plan sets; a group's own `extra` may not set them.
+RESERVED_EXTRA = ("method", "pattern_id", "compression", "allocation")
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,13 @@ class Plan:
             # A group with a net of its own does not inherit the study's layer shapes.
             shapes = self._shapes(gwhere, net, group.get("shapes", None if "net" in group else body.get("shapes")))
             data = self._data_target(gwhere, dataset, model, variant, net)
+            reserved = sorted(set(group.get("extra", {})) & set(RESERVED_EXTRA))
+            if reserved:
+                raise ConfigError(
+                    f"{gwhere}: key 'extra' sets {reserved}, tags predsparse sets itself ({', '.join(RESERVED_EXTRA)}: "
+                    "from the group's kind, method and pattern); name your tags otherwise (choose the method with "
+                    "key 'method')"
+                )
             if "method" in group and group["kind"] not in CONSTRAINTS:
                 raise ConfigError(
                     f"{gwhere}: key 'method' does not apply to kind '{group['kind']}'; a method starts from a "
