@@ -95,7 +95,7 @@ def _check_outcome(found, path: Path) -> None:
         bad(f"it holds a JSON {type(found).__name__}, not an object")
     for key in ("status", "run_id"):
         if not isinstance(found.get(key), str):
-            bad(f"key '{key}' is {found[key]!r} " if key in found else f"key '{key}' is missing" + ", expected a string")
+            bad(f"key '{key}' is {repr(found[key]) if key in found else 'missing'}, expected a string")
     spec = found.get("spec")
     if not isinstance(spec, dict):
         bad(f"key 'spec' is {type(spec).__name__ if spec is not None else 'missing'}, expected the run spec (an object)")

@@ -251,7 +251,7 @@ class Store:
         if not pattern_file.is_file():
             _warn(f"pattern file {pattern_file} of {run_dir} not found; MLflow run logged without it")
         elif within is not None and not _inside(pattern_file, [run_dir, Path(within)]):
-            _warn(f"pattern file {pattern_file} named by {run_dir / rundir.SPEC} is outside {Path(within)} and the "
+            _warn(f"pattern file {pattern_file} named by the spec of {run_dir} is outside {Path(within)} and the "
                   "run folder; MLflow run logged without it")
         else:
             self._call("log_artifact", mlflow_run_id, str(pattern_file), "pattern")
@@ -341,7 +341,7 @@ def sync(results: str | Path, uri: str | None = None) -> dict[str, int]:
         try:
             _flat_params(outcome), _final_metrics(outcome)
         except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
-            name = rundir.METRICS if outcome["status"] == "finished" else rundir.FAILURE
+            name = rundir.METRICS if (Path(run_dir) / rundir.METRICS).is_file() else rundir.FAILURE
             raise ConfigError(f"{Path(run_dir) / name} lacks a figure MLflow logs or has it malformed "
                               f"({type(exc).__name__}: {exc}); rerun the run or move the folder away") from None
     # The results folder of the pipeline's layout (RESULTS/runs/STUDY/RUN): pattern files come from there only.

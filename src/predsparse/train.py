@@ -250,6 +250,20 @@ def _load_checkpoint(path: Path, run_id: str, device: torch.device) -> dict | No
     if missing or not isinstance(state["rng"], dict) or not {"shuffle", "torch"} <= set(state["rng"]):
         raise TrainingError(f"{path} is not a complete predsparse checkpoint: it lacks "
                             f"{missing or ['rng.shuffle', 'rng.torch']}; {restart}")
+
+    def tensors(value) -> bool:
+        return isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+    malformed = [key for key, ok in (
+        ("model", tensors(state["model"])), ("optimizer", isinstance(state["optimizer"], dict)),
+        ("best_model", state["best_model"] is None or tensors(state["best_model"])),
+        ("best_epoch", isinstance(state["best_epoch"], int) and not isinstance(state["best_epoch"], bool)),
+        ("history", isinstance(state["history"], list) and all(isinstance(row, dict) for row in state["history"])),
+        ("rng", all(isinstance(state["rng"][k], torch.Tensor) for k in ("shuffle", "torch"))),
+    ) if not ok]
+    if malformed:
+        raise TrainingError(f"{path} is not a predsparse checkpoint: its {', '.join(malformed)} "
+                            f"{'is' if len(malformed) == 1 else 'are'} not what training saves; {restart}")
     return state
 
 

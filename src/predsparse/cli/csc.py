@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -88,6 +89,19 @@ def _describe(config) -> dict:
     }
 
 
+def _check_layers(net, flag: str, layers: int) -> None:
+    """Refuse a support-layer count no CSC layer of `net` can have: every radix is >= 2 and their product
+    need not pass the cyclic width M = min(N_in, N_out), so a layer has at most floor(log2 M) of them."""
+    from predsparse.errors import PatternError
+    from predsparse.patterns import check_net
+
+    net, _ = check_net(net)
+    most = max(max(1, math.floor(math.log2(min(a, b)))) for a, b in zip(net[:-1], net[1:]))
+    if not 1 <= layers <= most:
+        raise PatternError(f"{flag} {layers}: the CSC layers of net {','.join(map(str, net))} take 1 to {most} support "
+                           f"layers (radices >= 2, product at least the cyclic width M = min(N_in, N_out))")
+
+
 def _info(args) -> int:
     from predsparse.csc_growth import CSCConfig, budget_weights, csc_plan, sparsest_config
     from predsparse.errors import PatternError
@@ -95,12 +109,12 @@ def _info(args) -> int:
 
     net = tuple(args.net)
     if args.compression is not None:
+        _check_layers(net, "--min-layers", args.min_layers)
         config = csc_plan(net, args.compression, args.min_layers)
     elif args.radices is not None:
         config = CSCConfig(net, parse_radices(args.radices))
     else:
-        if args.layers < 1:
-            raise PatternError(f"--layers must be >= 1, got {args.layers}")
+        _check_layers(net, "--layers", args.layers)
         config = sparsest_config(net, args.layers)
     info = _describe(config)
     if args.compression is not None:

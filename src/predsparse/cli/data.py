@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                   f"resources/{name}/{name}_LAYOUT.npz otherwise)")
         fetched.add_argument("--timeout", type=float, default=60.0, help="seconds per network operation (default 60)")
         fetched.add_argument("--retries", type=int, default=3, help="further attempts per mirror (default 3)")
+        fetched.add_argument("--deadline", type=float, default=3600.0,
+                             help="seconds for each file's whole download, every mirror and attempt together "
+                                  "(default 3600); a partial file is kept and resumed by the next run")
 
 
 def _default_output(name: str, layout: str) -> Path:
@@ -111,10 +114,12 @@ def run(args: argparse.Namespace) -> int:
         meta = morse.save(out, args.variant, overrides, args.per_class, args.seed, args.figure)
         extra = f" and {(args.figure or out.with_suffix('.png'))}"
     else:
-        if args.timeout <= 0 or args.retries < 0:
-            raise DatasetError(f"--timeout must be > 0 and --retries >= 0, got {args.timeout} and {args.retries}")
+        if not args.timeout > 0 or args.retries < 0 or not args.deadline > 0:
+            raise DatasetError(f"--timeout and --deadline must be > 0 and --retries >= 0, got {args.timeout}, "
+                               f"{args.deadline} and {args.retries}")
         root = args.root or Path(os.environ.get(DATA_ENV) or DEFAULT_ROOT)
-        options = {"offline": args.offline, "timeout": args.timeout, "retries": args.retries}
+        options = {"offline": args.offline, "timeout": args.timeout, "retries": args.retries,
+                   "deadline": args.deadline}
         if args.dataset == "mnist":
             from predsparse.data import mnist
 

@@ -21,6 +21,13 @@ Rules:
   (a server that ignores Range makes it start over). Each mirror gets `retries` further attempts with
   exponential backoff (backoff, 2 x backoff, ..., at most a minute), every socket operation a timeout;
   an HTTP 4xx other than 408/429 moves straight to the next mirror.
+- One file's whole fetch (every mirror and attempt, waits included) has a deadline (`deadline` seconds):
+  a server dripping bytes, each within the timeout, still ends there, with a DatasetError; the `.part` is
+  kept for the next run to resume. Reads take what has arrived (never wait for a whole chunk).
+- A file of known size is never written past it: a server announcing or sending more bytes than the file
+  can have (its size; for a file with a content checksum, what a gzip of that content can take) is refused
+  at once and its `.part` removed, instead of filling the disk before the checksum.
+- On a terminal, a progress line on stderr shows the bytes so far, the rate and the time left.
 - A complete `.part` is checked as above and only then renamed onto `NAME` (atomic). A mismatch removes
   it (the `.part` is ours) and counts; a second mismatch is a DatasetError. A failed write (disk full)
   removes the `.part` and is a DatasetError: nothing half-written is ever left under the real name.
@@ -43,8 +50,10 @@ import gzip
 import hashlib
 import http.client
 import logging
+import math
 import os
 import shutil
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -59,6 +68,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 MAX_BACKOFF = 60.0  # seconds; the exponential wait between attempts stops growing here
+DEADLINE = 3600.0  # seconds for one file's whole fetch, all mirrors and attempts together
 
 
 ARCHIVE_MD5 = "archive md5"  # the file's own MD5 is the publisher's
@@ -154,6 +164,20 @@ class _WriteFailed(Exception):
     """Writing the .part failed (disk full, quota, no permission): no attempt can fix it."""
 
 
+class _DeadlinePassed(Exception):
+    """The file's deadline passed during an attempt."""
+
+
+def most_bytes(remote: RemoteFile) -> int | None:
+    """The most bytes a genuine copy of `remote` can have: its size, or for a file with a content checksum
+    what a gzip of that content can take (stored blocks: 5 bytes per 64 KiB, plus header); None if unknown."""
+    if not remote.size:
+        return None
+    if remote.content_md5 and remote.content_size:
+        return max(remote.size, remote.content_size + remote.content_size // 8192 + 1024)
+    return remote.size
+
+
 def md5_of(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
@@ -217,7 +241,7 @@ def fetch(remote: RemoteFile, directory: str | Path, **options) -> Path:
 
 
 def fetch_verified(remote: RemoteFile, directory: str | Path, *, offline: bool = False, timeout: float = 60.0,
-                   retries: int = 3, backoff: float = 1.0) -> Fetched:
+                   retries: int = 3, backoff: float = 1.0, deadline: float = DEADLINE) -> Fetched:
     """`fetch`, also saying which check the file passed and its MD5."""
     directory = Path(directory)
     target = directory / remote.name
@@ -237,7 +261,7 @@ def fetch_verified(remote: RemoteFile, directory: str | Path, *, offline: bool =
             raise DatasetError(f"{remote.name} is not in {directory.resolve()}, which is read-only (no lock "
                                "file can be created there, so nothing can be downloaded into it); "
                                + _manual_hint(remote, directory) + ", or give a writable root")
-        return _download(remote, target, timeout=timeout, retries=retries, backoff=backoff)
+        return _download(remote, target, timeout=timeout, retries=retries, backoff=backoff, deadline=deadline)
 
 
 def fetch_all(remotes: Sequence[RemoteFile], directory: str | Path, *, offline: bool = False,
@@ -261,17 +285,31 @@ def fetch_all_verified(remotes: Sequence[RemoteFile], directory: str | Path, *, 
     return [fetch_verified(remote, directory, offline=offline, **options) for remote in remotes]
 
 
-def _download(remote: RemoteFile, target: Path, *, timeout: float, retries: int, backoff: float) -> Fetched:
+def _download(remote: RemoteFile, target: Path, *, timeout: float, retries: int, backoff: float,
+              deadline: float = DEADLINE) -> Fetched:
     part = target.with_name(target.name + ".part")
     _check_free_space(remote, part)
     failures: dict[str, str] = {}  # url -> why its last attempt failed
     mismatches = 0
+    end = time.monotonic() + deadline
+
+    def passed(url: str, why: str) -> DatasetError:
+        kept = (f"the {part.stat().st_size} bytes received are kept in {part} and resumed next time"
+                if part.exists() else "nothing was kept")
+        return DatasetError(f"{remote.name}: the deadline of {deadline:g} s for the whole download passed ({why}; "
+                            f"last from {url}); {kept}. Raise --deadline, or " + _manual_hint(remote, target.parent))
+
     for url in remote.urls:
         for attempt in range(retries + 1):
             if attempt:
-                time.sleep(min(backoff * 2 ** (attempt - 1), MAX_BACKOFF))
+                wait = min(backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+                if time.monotonic() + wait >= end:
+                    raise passed(url, f"before attempt {attempt + 1}: {failures.get(url, 'no answer')}")
+                time.sleep(wait)
             try:
-                _transfer(url, part, timeout)
+                _transfer(url, part, timeout, end=end, most=most_bytes(remote), label=remote.name)
+            except _DeadlinePassed as exc:
+                raise passed(url, str(exc)) from None
             except _MirrorFailed as exc:
                 failures[url] = str(exc)
                 break
@@ -314,15 +352,24 @@ def _check_free_space(remote: RemoteFile, part: Path) -> None:
         )
 
 
-def _transfer(url: str, part: Path, timeout: float) -> None:
-    """One attempt: resume or start `part` from `url` and read to the end."""
+def _transfer(url: str, part: Path, timeout: float, *, end: float | None = None, most: int | None = None,
+              label: str = "") -> None:
+    """One attempt: resume or start `part` from `url` and read to the end.
+
+    `end` (time.monotonic) is the file's deadline: no socket operation outlasts it by more than a moment.
+    `most` is the most bytes the whole file can have: the transfer stops before writing more.
+    """
+    end = math.inf if end is None else end
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "predsparse-data"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     log.info("downloading %s%s", url, f" (resuming at byte {offset})" if offset else "")
+    left = end - time.monotonic()
+    if left <= 0:
+        raise _DeadlinePassed("before connecting")
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=min(timeout, left))
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:  # the .part is not a prefix the server recognises: start over
@@ -332,28 +379,49 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
             raise _TransferFailed(f"HTTP {exc.code}") from None
         raise _MirrorFailed(f"HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if time.monotonic() >= end:
+            raise _DeadlinePassed(f"connecting: {_reason(exc)}") from None
         raise _TransferFailed(_reason(exc)) from None
     with response:
         resumed = bool(offset) and response.status == 206 and _range_start(response) == offset
         expected = response.headers.get("Content-Length")
+        start = offset if resumed else 0
+        if most is not None and expected is not None and expected.isdigit() and start + int(expected) > most:
+            raise _MirrorFailed(f"announces {start + int(expected)} bytes, more than the {most} a genuine copy has")
         received = 0
+        progress = _Progress(label or part.name, start, int(expected) + start if expected and expected.isdigit()
+                             else most)
         try:
             out = open(part, "ab" if resumed else "wb")
         except OSError as exc:
             raise _WriteFailed(exc.strerror or str(exc)) from None
         with out:
             while True:
+                if time.monotonic() >= end:
+                    progress.done()
+                    raise _DeadlinePassed(f"{start + received} bytes received")
                 try:
-                    chunk = response.read(CHUNK)
+                    # read1: whatever has arrived (one recv), so a dripping server cannot hold a read past the deadline
+                    chunk = response.read1(CHUNK)
                 except (OSError, http.client.HTTPException) as exc:
+                    progress.done()
+                    if time.monotonic() >= end:
+                        raise _DeadlinePassed(f"{start + received} bytes received; {_reason(exc)}") from None
                     raise _TransferFailed(f"connection lost after {received} bytes ({_reason(exc)})") from None
                 if not chunk:
                     break
+                if most is not None and start + received + len(chunk) > most:
+                    out.close()
+                    part.unlink(missing_ok=True)  # our own .part, of content no genuine copy has
+                    progress.done()
+                    raise _MirrorFailed(f"sent more than the {most} bytes a genuine copy has (stopped there; removed)")
                 try:
                     out.write(chunk)
                 except OSError as exc:
                     raise _WriteFailed(_write_reason(exc)) from None
                 received += len(chunk)
+                progress.update(start + received)
+            progress.done()
             try:
                 out.flush()
                 os.fsync(out.fileno())
@@ -361,6 +429,42 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
                 raise _WriteFailed(_write_reason(exc)) from None
     if expected is not None and received < int(expected):
         raise _TransferFailed(f"connection closed after {received} of {expected} bytes")
+
+
+class _Progress:
+    """'NAME: 1.2 of 9.5 MiB (12%), 850 KiB/s, 10 s left' on stderr, redrawn at most twice a second; only on a
+    terminal (logs and pipes get the one 'downloading' line)."""
+
+    def __init__(self, name: str, start: int, total: int | None):
+        self.name, self.start, self.total = name, start, total
+        self.tty = sys.stderr.isatty()
+        self.began = time.monotonic()
+        self._last = -math.inf  # the first update is shown at once
+        self.shown = False
+
+    def update(self, have: int) -> None:
+        now = time.monotonic()
+        if not self.tty or now - self._last < 0.5:
+            return
+        self._last = now
+        rate = (have - self.start) / max(now - self.began, 1e-9)
+        line = f"{self.name}: {have / 2**20:.1f}"
+        if self.total:
+            line += f" of {self.total / 2**20:.1f} MiB ({100 * have / self.total:.0f}%)"
+        else:
+            line += " MiB"
+        line += f", {rate / 1024:.0f} KiB/s"
+        if self.total and rate > 0:
+            line += f", {max(self.total - have, 0) / rate:.0f} s left"
+        sys.stderr.write("\r" + line + "\033[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.shown = False
 
 
 def _range_start(response) -> int | None:

@@ -119,10 +119,11 @@ def check_schema(config: Any, source: str = "config") -> None:
         raise ConfigError(f"{prefix}unknown key(s) {unknown}; valid keys: {valid}")
     if error.validator == "required":
         raise ConfigError(f"{prefix}{error.message}")
-    if "cluster" in path and (error.validator == "pattern" or _value_errors(error)):
+    option = next((p for p in path[-2:] if p in ("cluster", "radices")), None)  # the key, or a list of them
+    if option == "cluster" and (error.validator == "pattern" or _value_errors(error)):
         raise ConfigError(f"{prefix}{error.instance!r} is not a clustering; spell it 'J:f=C', 'J:b=C' or "
                           "'J:f=C,b=C' (e.g. '1:b=8'), or a list of them")
-    if "radices" in path and (error.validator == "pattern" or _value_errors(error)):
+    if option == "radices" and (error.validator == "pattern" or _value_errors(error)):
         raise ConfigError(f"{prefix}{error.instance!r} is not a radices spelling; give integers separated by ',' "
                           "within a CSC layer and '/' between layers, e.g. '8,8/8,8', or a list of them")
     if error.validator == "oneOf":
