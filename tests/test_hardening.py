@@ -384,6 +384,11 @@ JUNK_STATE = {"model": [], "optimizer": 3, "best_model": "x", "best_epoch": "1",
     (lambda run_id: {"format": 1, "run_id": run_id, **JUNK_STATE},
      "its model, optimizer, best_model, best_epoch, history, rng are not what training saves"),
     (lambda run_id: {"format": 1, "run_id": "0" * 16}, "belongs to another run"),
+    # The right id and types, but weights of another shape: a forged or torn checkpoint.
+    (lambda run_id: {"format": 1, "run_id": run_id, "model": {"cls.junctions.0.weight": torch.zeros(3, 3)},
+                     "optimizer": {"state": {}, "param_groups": []}, "best_model": None, "best_epoch": 0,
+                     "history": [], "rng": {"shuffle": torch.Generator().get_state(), "torch": torch.get_rng_state()}},
+     "does not fit this run's model"),
 ])
 def test_checkpoints_that_are_not_ours_are_one_line(capsys, inputs, tmp_path, state, needle):
     from predsparse.defaults import resolve_spec

@@ -332,10 +332,15 @@ def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:
     history: list[dict] = []
     best_epoch, best_state = 0, None
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        shuffle.set_state(checkpoint["rng"]["shuffle"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
+        try:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            shuffle.set_state(checkpoint["rng"]["shuffle"])
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:  # a checkpoint of another model or torn
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrainingError(f"checkpoint {out_dir / rundir.CHECKPOINT} does not fit this run's model ({reason}); "
+                                f"delete it to restart the run") from None
         history, best_epoch, best_state = checkpoint["history"], checkpoint["best_epoch"], checkpoint["best_model"]
     if controller:
         controller.attach(model, optimizer)
