@@ -65,10 +65,6 @@ GROUP_KEYS = {  # pattern options each kind takes
     "planned": ("fanouts", "splits", "allocate", "cluster"),
     "csc": ("radices", "compression"),
 }
-# Real input neurons of each padded data layout, in `predsparse scatter --real-in` spelling (see
-# predsparse.data.mnist.to_layout: pad32 puts the 28 x 28 image in the middle of a 32 x 32 zero border);
-# a layout not listed has no padding.
-REAL_INPUTS = {"pad32": "28x28/32x32"}
 # Run-name label of each random generator other than the default (predsparse.patterns.generate.GENERATORS).
 GENERATOR_LABELS = {"sequential": "seq"}
 # The `method` column of a run without a group `method` (its connections are fixed before training).
@@ -412,6 +408,8 @@ class Plan:
         an error."""
         args: tuple[str, ...] = ()
         if body.get("scatter", {}).get("neurons", "all") == "real":
+            from predsparse.data.mnist import REAL_INPUTS  # a layout not listed has no padding
+
             real_in = REAL_INPUTS.get(INPUT_LAYOUTS[(dataset, model)][row.net[0]])
             if real_in:
                 args += ("--real-in", real_in)
