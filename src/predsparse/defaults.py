@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from predsparse.errors import ConfigError
+from predsparse.spec import RunSpec
 
 # The settings a row may hold: RunSpec fields.
 KEYS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "init")
@@ -59,10 +60,8 @@ def defaults_for(dataset: str, model: str = "mlp") -> dict[str, Any]:
     return dict(HYPERPARAMETERS[dataset, model])
 
 
-def resolve_spec(raw: dict, where: str = "run spec"):
+def resolve_spec(raw: dict, where: str = "run spec") -> RunSpec:
     """A RunSpec from a mapping whose missing hyper-parameters come from `defaults_for`."""
-    from predsparse.spec import RunSpec
-
     if isinstance(raw, dict) and has_defaults(raw.get("dataset"), raw.get("model", "mlp")):
         raw = {**defaults_for(raw["dataset"], raw.get("model", "mlp")), **raw}
     return RunSpec.from_dict(raw, where)
