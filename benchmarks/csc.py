@@ -96,8 +96,13 @@ def run(sizes: list[int], batch: int, repeats: int, devices: list[str]) -> list[
     return rows
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
+def plot(rows: list[dict], path: Path) -> bool:
+    """Draws the PNG; False (and a note) where matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:  # optional: an image without matplotlib (the GPU check's) still gets the CSV
+        print(f"matplotlib is not installed: {path} not drawn")
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -120,6 +125,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def main() -> None:
@@ -136,8 +142,8 @@ def main() -> None:
     rows = run([int(n) for n in args.sizes.split(",")], args.batch, args.repeats, devices[args.device])
     out = Path(args.out)
     atomic_write_csv(out / "csc.csv", COLUMNS, rows)
-    plot(rows, out / "csc.png")
-    print(f"wrote {out / 'csc.csv'} and {out / 'csc.png'}")
+    drawn = plot(rows, out / "csc.png")
+    print(f"wrote {out / 'csc.csv'}" + (f" and {out / 'csc.png'}" if drawn else ""))
 
 
 if __name__ == "__main__":

@@ -96,8 +96,13 @@ def run(quick: bool, repeats: int) -> list[dict]:
     return rows
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
+def plot(rows: list[dict], path: Path) -> bool:
+    """Draws the PNG; False (and a note) where matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:  # optional: an image without matplotlib (the GPU check's) still gets the CSV
+        print(f"matplotlib is not installed: {path} not drawn")
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -119,6 +124,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def main() -> None:
@@ -133,8 +139,8 @@ def main() -> None:
     rows = run(args.quick, repeats)
     out = Path(args.out)
     atomic_write_csv(out / "patterns_scatter.csv", COLUMNS, rows)
-    plot(rows, out / "patterns_scatter.png")
-    print(f"wrote {out / 'patterns_scatter.csv'} and {out / 'patterns_scatter.png'}")
+    drawn = plot(rows, out / "patterns_scatter.png")
+    print(f"wrote {out / 'patterns_scatter.csv'}" + (f" and {out / 'patterns_scatter.png'}" if drawn else ""))
 
 
 if __name__ == "__main__":

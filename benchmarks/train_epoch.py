@@ -95,15 +95,20 @@ def main() -> None:
         })
     out = Path(args.out)
     atomic_write_csv(out / "train_epoch.csv", COLUMNS, rows)
-    plot(rows, out / "train_epoch.png")
+    drawn = plot(rows, out / "train_epoch.png")
     for row in rows:
         print(f"{row['config']:>8}  {row['min_s']:8.3f} s (median {row['median_s']:.3f})  "
               f"x{row['speedup_vs_dense']:.2f} vs dense")
-    print(f"wrote {out / 'train_epoch.csv'} and {out / 'train_epoch.png'}")
+    print(f"wrote {out / 'train_epoch.csv'}" + (f" and {out / 'train_epoch.png'}" if drawn else ""))
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    from matplotlib.figure import Figure
+def plot(rows: list[dict], path: Path) -> bool:
+    """Draws the PNG; False (and a note) where matplotlib is not installed."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # optional: an image without matplotlib (the GPU check's) still gets the CSV
+        print(f"matplotlib is not installed: {path} not drawn")
+        return False
 
     fig = Figure(figsize=(5, 3.5), dpi=100, layout="tight")
     ax = fig.subplots()
@@ -117,6 +122,7 @@ def plot(rows: list[dict], path: Path) -> None:
            title=f"Morse (64, 1024, 64), {rows[0]['samples']} samples, {rows[0]['device']}")
     ax.legend(fontsize=8)
     atomic_savefig(fig, path)
+    return True
 
 
 if __name__ == "__main__":

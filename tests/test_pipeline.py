@@ -10,6 +10,7 @@ import csv
 import importlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -426,6 +427,12 @@ def snakemake(workdir: Path, *args: str, timeout: float = 300, **popen) -> subpr
                           capture_output=True, text=True, timeout=timeout, env=env, **popen)
 
 
+def train_log(plan, results: Path, study: str, name: str) -> str:
+    """The log of the training job (a group of runs) that trained run `name` of `study`."""
+    group = next(g for g in plan.groups if any((r.study, r.name) == (study, name) for r in g.runs))
+    return (results / "logs/train" / f"{group.id}.log").read_text()
+
+
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     """Job counts of a dry run's 'Job stats' table."""
     lines = (result.stdout + result.stderr).split("Job stats:")[1].splitlines()
@@ -438,7 +445,10 @@ def test_dry_run_of_each_preset(preset, tmp_path):
     result = snakemake(tmp_path, "-n", "--configfile", str(REPO / preset))
     assert result.returncode == 0, result.stderr + result.stdout
     jobs, plan = planned_jobs(result), load_plan(REPO / preset)
-    assert jobs["train"] == len(plan.runs) and jobs["specs"] == jobs["tracking_store"] == 1
+    train_jobs = {rule: count for rule, count in jobs.items() if rule.startswith("train_")}
+    assert sorted(train_jobs) == sorted(f"train_{group.id}" for group in plan.groups)
+    assert sum(len(group.runs) for group in plan.groups) == len(plan.runs) and set(train_jobs.values()) == {1}
+    assert jobs["specs"] == jobs["tracking_store"] == 1
     assert jobs["pattern"] == jobs["scatter"] == len(plan.patterns)
     assert jobs["aggregate"] == jobs["report"] == jobs["mlflow_sync"] == 1
 
@@ -596,7 +606,7 @@ def test_killed_pipeline_reruns_to_completion_without_duplicates(tmp_path):
     expected = sorted(run.spec.run_id() for run in plan.runs)
     assert summary_ids(results) == expected
     for name, done in started.items():  # resumed from the checkpoint, not restarted
-        log = (results / "logs/train/fig3a_morse" / f"{name}.log").read_text()
+        log = train_log(plan, results, "fig3a_morse", name)
         assert f"epoch {done + 1}/{epochs}" in log and f"epoch 1/{epochs} " not in log, name
     runs = mlflow_runs(results)
     assert sorted(run.data.tags["run_id"] for _, run in runs) == expected
@@ -615,5 +625,24 @@ def test_a_failing_run_fails_alone_with_its_message(tmp_path):
     assert result.returncode != 0
     results = tmp_path / "results/smoke"
     assert (results / "runs/fig3a_morse/dense_s0/metrics.json").is_file()
-    assert "non-finite" in (results / "logs/train/fig3c_morse_split50/dense_s0.log").read_text()
+    assert "non-finite" in train_log(load_plan(path), results, "fig3c_morse_split50", "dense_s0")
     assert not (results / "runs/fig3c_morse_split50/dense_s0/metrics.json").exists()
+
+
+def test_runs_that_share_a_net_share_a_training_job(tmp_path):
+    plan = load_plan(smoke_config(tmp_path))
+    for group in plan.groups:
+        assert len({(r.spec.group_key(), r.pattern.net, r.pattern.fanouts) for r in group.runs}) == 1
+        assert len(group.runs) == 1 or all(r.spec.device == "cpu" for r in group.runs)
+    assert max(len(g.runs) for g in plan.groups) > 1
+    assert sorted(r.name for g in plan.groups for r in g.runs) == sorted(r.name for r in plan.runs)
+    args = shlex.split(plan.train_args(plan.groups[0]))
+    assert args[::4] == ["--spec"] * len(plan.groups[0].runs) and args[2::4] == ["--out"] * len(plan.groups[0].runs)
+
+    def capped(cfg):
+        cfg["group_runs"] = 1
+
+    alone = load_plan(smoke_config(tmp_path, "alone.yaml", edit=capped))
+    assert len(alone.groups) == len(alone.runs)
+    message = error_of({**read_yaml(REPO / "config/smoke.yaml"), "group_runs": 0})
+    assert "group_runs" in message

@@ -11,7 +11,7 @@ from torch import nn
 
 from predsparse.errors import PatternError
 from predsparse.nn import MaskedLinear, SparseLinear, layers_from_pattern
-from predsparse.nn import functional
+from predsparse.nn import functional, native
 from predsparse.nn.functional import sparse_linear
 from predsparse.patterns import Pattern, generate_pattern, valid_fanouts
 
@@ -33,12 +33,14 @@ def masked_twin(layer: SparseLinear) -> MaskedLinear:
     return twin
 
 
-def assert_same_step(layer: SparseLinear, x: torch.Tensor, atol=1e-5):
-    """Output and input/weight/bias gradients of `layer` equal those of its masked dense twin."""
+def assert_same_step(layer: SparseLinear, x: torch.Tensor, atol=1e-5, input_relu=False):
+    """Output and input/weight/bias gradients of `layer` equal those of its masked dense twin (fed
+    relu(x) when `input_relu`: the fused activation of a hidden layer)."""
     twin = masked_twin(layer)
     x_sparse = x.detach().clone().requires_grad_()
     x_dense = x.detach().clone().requires_grad_()
-    y, y_ref = layer(x_sparse), twin(x_dense)
+    y = layer(x_sparse, input_relu=input_relu)
+    y_ref = twin(torch.relu(x_dense) if input_relu else x_dense)
     torch.testing.assert_close(y, y_ref, atol=atol, rtol=1e-5)
     grad_y = torch.randn_like(y_ref)
     y.backward(grad_y)
@@ -50,10 +52,15 @@ def assert_same_step(layer: SparseLinear, x: torch.Tensor, atol=1e-5):
         torch.testing.assert_close(layer.bias.grad, twin.bias.grad, atol=atol, rtol=1e-5)
 
 
-@pytest.fixture(params=["gathers", "dense blocks"])
+@pytest.fixture(params=["native", "torch gathers", "dense blocks"])
 def cpu_path(request, monkeypatch):
-    """Run a test once on each CPU formulation, whatever the density (see DENSE_DISPATCH_DENSITY)."""
-    monkeypatch.setitem(functional.DENSE_DISPATCH_DENSITY, "cpu", math.inf if request.param == "gathers" else 0.0)
+    """Run a test once on each CPU formulation, whatever the density (see DENSE_DISPATCH_DENSITY): the
+    native kernels, the torch formulations that stand in where they are not built, dense blocks."""
+    if request.param == "native" and not native.AVAILABLE:
+        pytest.skip(native.STATUS)
+    if request.param == "torch gathers":
+        monkeypatch.setattr(native, "AVAILABLE", False)
+    monkeypatch.setitem(functional.DENSE_DISPATCH_DENSITY, "cpu", 0.0 if request.param == "dense blocks" else math.inf)
     return request.param
 
 
@@ -68,10 +75,11 @@ def cpu_path(request, monkeypatch):
         (1, 3, 3, 4),  # a single input neuron
     ],
 )
-def test_matches_masked_dense_reference(cpu_path, n_in, n_out, fo, batch):
+@pytest.mark.parametrize("input_relu", [False, True])
+def test_matches_masked_dense_reference(cpu_path, n_in, n_out, fo, batch, input_relu):
     layer = random_layer(n_in, n_out, fo)
     assert layer.fan_in * n_out == fo * n_in
-    assert_same_step(layer, torch.randn(batch, n_in))
+    assert_same_step(layer, torch.randn(batch, n_in), input_relu=input_relu)
 
 
 @settings(max_examples=25, deadline=None)
@@ -98,8 +106,21 @@ def test_random_shapes_match_reference(n_in, n_out, choice, batch, bias, seed):
         lambda: torch.randn(40),  # a single sample without batch dimension
     ],
 )
-def test_non_contiguous_and_batched_inputs(cpu_path, make_input):
-    assert_same_step(random_layer(40, 24, 3), make_input())
+@pytest.mark.parametrize("input_relu", [False, True])
+def test_non_contiguous_and_batched_inputs(cpu_path, make_input, input_relu):
+    assert_same_step(random_layer(40, 24, 3), make_input(), input_relu=input_relu)
+
+
+@pytest.mark.parametrize("batch", [3, 40, 300])  # below, at and above the weights' count (saved x layouts)
+def test_fused_relu_keeps_nan_and_zeroes_the_gradient_of_negative_inputs(cpu_path, batch):
+    layer = random_layer(40, 24, 3)
+    x = torch.randn(batch, 40)
+    x[0, layer.fan_in_index[0, 0]] = float("nan")  # reaches output 0 of sample 0
+    x.requires_grad_()
+    y = layer(x, input_relu=True)
+    assert torch.isnan(y[0, 0]) and torch.isfinite(y[1:]).all()
+    y[1:].sum().backward()
+    assert (x.grad[1:][x[1:] <= 0] == 0).all() and (x.grad[1:][x[1:] > 0] != 0).any()
 
 
 def test_gradcheck_float64_cpu(cpu_path):

@@ -26,6 +26,10 @@ DEVICES = ("cpu", "cuda", "auto")
 MAX_NAME = 200  # characters of a study or run name: each names a folder
 
 
+# What may differ between the runs of a group (RunSpec.group_key); everything else of their specs is equal.
+GROUP_FREE_KEYS = ("study", "run_name", "pattern", "seed", "extra", "tracking_uri")
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One training run. Paths are strings so the spec round-trips through JSON unchanged."""
@@ -63,6 +67,14 @@ class RunSpec:
             del payload["init"]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return digest[:16]
+
+    def group_key(self) -> str | None:
+        """What runs must share to train together in one stacked step (`predsparse.train_group`):
+        everything but GROUP_FREE_KEYS. None for a run that always trains alone (a method that changes
+        its connections)."""
+        if self.method:
+            return None
+        return repr(sorted((k, repr(v)) for k, v in self.to_dict().items() if k not in GROUP_FREE_KEYS))
 
     @property
     def num_classes(self) -> int:

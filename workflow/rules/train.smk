@@ -35,25 +35,34 @@ rule tracking_store:
         PLAN.prepare_tracking(log[0])
 
 
-rule train:
-    input:
-        spec=ancient(f"{RESULTS}/specs/{{study}}/{{run}}.json"),
-        store=ancient(f"{RESULTS}/mlflow_store.ready"),
-        data=lambda w: PLAN.run(w.study, w.run).spec.data,
-        pattern=lambda w: PLAN.run(w.study, w.run).spec.pattern,
-    output:
-        metrics=f"{RESULTS}/runs/{{study}}/{{run}}/metrics.json",
-    params:
-        run_id=lambda w: PLAN.run(w.study, w.run).spec.run_id(),
-        out=lambda w, output: os.path.dirname(output.metrics),
-    log:
-        f"{RESULTS}/logs/train/{{study}}/{{run}}.log",
-    threads: lambda w: PLAN.run(w.study, w.run).resources["threads"]
-    resources:
-        mem_mb=lambda w: PLAN.run(w.study, w.run).resources["mem_mb"],
-        runtime=lambda w: PLAN.run(w.study, w.run).resources["runtime"],
-        gpu=lambda w: PLAN.run(w.study, w.run).resources.get("gpu", 0),
-    conda:
-        SOFTWARE
-    shell:
-        "predsparse train --spec {input.spec:q} --out {params.out:q} > {log:q} 2>&1"
+# One training job per group of runs (PLAN.groups): runs that share a net and hyper-parameters train in
+# one process, in one stacked step (`predsparse train --spec A --out A --spec B --out B ...`), every run
+# still its own folder, checkpoint and MLflow run; the others get a job of their own. A rule per group,
+# named train_<group id>, declares exactly its runs' metrics.json; its params are the runs' ids, so a
+# changed run reruns its group. The config's `group_runs` caps a group (1: one job per run).
+for group in PLAN.groups:
+
+    rule:
+        name:
+            f"train_{group.id}"
+        input:
+            specs=[ancient(PLAN.spec_path(run)) for run in group.runs],
+            store=ancient(f"{RESULTS}/mlflow_store.ready"),
+            data=sorted({run.spec.data for run in group.runs}),
+            patterns=sorted({run.spec.pattern for run in group.runs}),
+        output:
+            [PLAN.metrics_path(run) for run in group.runs],
+        params:
+            run_ids=[run.spec.run_id() for run in group.runs],
+            runs=PLAN.train_args(group),
+        log:
+            f"{RESULTS}/logs/train/{group.id}.log",
+        threads: group.runs[0].resources["threads"]
+        resources:
+            mem_mb=max(run.resources["mem_mb"] for run in group.runs),
+            runtime=sum(run.resources["runtime"] for run in group.runs),
+            gpu=group.runs[0].resources.get("gpu", 0),
+        conda:
+            SOFTWARE
+        shell:
+            "predsparse train {params.runs} > {log:q} 2>&1"

@@ -1,4 +1,6 @@
-"""`predsparse train`: one training run from a run spec (JSON/YAML) and/or flags."""
+"""`predsparse train`: one training run from a run spec (JSON/YAML) and/or flags; or several runs in one
+process (`--spec A --out DIR_A --spec B --out DIR_B ...`), stacked into one step where they can be
+(`predsparse.train_group`)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-HELP = "train one run (a RunSpec file and/or flags); resumes a killed run from its checkpoint"
+HELP = ("train one run (a RunSpec file and/or flags), or several in one process (repeated --spec/--out); "
+        "resumes a killed run from its checkpoint")
 
 # flag dest -> RunSpec key, for the flags that set spec values
 _SPEC_FLAGS = ("study", "run_name", "dataset", "data", "pattern", "model", "variant", "seed", "optimizer", "lr",
@@ -14,9 +17,12 @@ _SPEC_FLAGS = ("study", "run_name", "dataset", "data", "pattern", "model", "vari
 
 
 def add_arguments(parser):
-    parser.add_argument("--spec", metavar="FILE", help="run spec, .json or .yaml (keys of predsparse.spec.RunSpec); "
+    parser.add_argument("--spec", metavar="FILE", action="append",
+                        help="run spec, .json or .yaml (keys of predsparse.spec.RunSpec); repeat it (with one --out "
+                        "each) to train runs that share a net together in one process; "
                         "flags below override its values")
-    parser.add_argument("--out", metavar="DIR", help="run folder (default: results/runs/STUDY/RUN_NAME)")
+    parser.add_argument("--out", metavar="DIR", action="append",
+                        help="run folder (default: results/runs/STUDY/RUN_NAME); one per --spec")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (results are written all the same)")
     parser.add_argument("--json", action="store_true", help="print the run's metrics.json on stdout")
     quick = parser.add_argument_group(
@@ -57,30 +63,52 @@ def _method_flag(text: str):
         raise ConfigError(f"--method '{text}' is not valid JSON ({exc.msg}); give a name or a JSON mapping") from None
 
 
-def run(args) -> int:
+def _resolve(args, spec_file: str | None):
+    """The RunSpec of one --spec file (or of the flags alone), flags overriding its values."""
     from predsparse.errors import ConfigError
     from predsparse.spec import RunSpec
     from predsparse.defaults import resolve_spec
-    from predsparse.io import check_output_dir
-    from predsparse.train import train_run
 
-    raw = RunSpec.read_raw(args.spec) if args.spec else {}
+    raw = RunSpec.read_raw(spec_file) if spec_file else {}
     raw.update({key: getattr(args, key) for key in _SPEC_FLAGS if getattr(args, key) is not None})
     if args.method is not None:
         raw["method"] = _method_flag(args.method)
-    if not args.spec:
+    if not spec_file:
         missing = [f"--{k}" for k in ("dataset", "data", "pattern") if k not in raw]
         if missing:
             raise ConfigError(f"without --spec, {', '.join(missing)} must be given")
         raw.setdefault("study", "quick")
         raw.setdefault("run_name", f"{Path(raw['pattern']).stem}-seed{raw.get('seed', 0)}")
-    spec = resolve_spec(raw, where=args.spec or "train flags")
-    out = check_output_dir(Path(args.out) if args.out else Path("results/runs") / spec.study / spec.run_name)
-    metrics = train_run(spec, out, track=not args.no_mlflow)
-    if args.json:
-        json.dump(metrics, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+    return resolve_spec(raw, where=spec_file or "train flags")
+
+
+def run(args) -> int:
+    from predsparse.errors import ConfigError
+    from predsparse.io import check_output_dir
+
+    spec_files, outs = args.spec or [None], args.out or []
+    if len(spec_files) > 1 and len(outs) != len(spec_files):
+        raise ConfigError(f"{len(spec_files)} --spec files need as many --out folders, one each (got {len(outs)})")
+    if len(spec_files) == 1 and len(outs) > 1:
+        raise ConfigError(f"{len(outs)} --out folders for one run; give one --out per --spec")
+    specs = [_resolve(args, spec_file) for spec_file in spec_files]
+    dirs = [check_output_dir(Path(out) if out else Path("results/runs") / spec.study / spec.run_name)
+            for spec, out in zip(specs, outs or [None])]
+    if len(set(dirs)) < len(dirs):
+        raise ConfigError("two runs were given the same --out folder; each run needs its own")
+    if len(specs) == 1:
+        from predsparse.train import train_run
+
+        results = [train_run(specs[0], dirs[0], track=not args.no_mlflow)]
     else:
-        sys.stdout.write(f"{spec.run_name}: best val acc {metrics['best_val_acc']:.4f} (epoch "
-                         f"{metrics['best_val_epoch']}), test acc {metrics['test_acc']:.4f}; results in {out}\n")
+        from predsparse.train_group import train_group
+
+        results = train_group(specs, dirs, track=not args.no_mlflow)
+    for spec, out, metrics in zip(specs, dirs, results):
+        if args.json:
+            json.dump(metrics, sys.stdout, indent=2, sort_keys=True)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(f"{spec.run_name}: best val acc {metrics['best_val_acc']:.4f} (epoch "
+                             f"{metrics['best_val_epoch']}), test acc {metrics['test_acc']:.4f}; results in {out}\n")
     return 0

@@ -15,12 +15,15 @@ index)[j, k] = sum_b a_t[j, b] x[b, index[j, k]]`. `SparseLinearFunction`, the o
 runs the three products on a `Backend` chosen by `backend_for`:
 
 - CUDA: Triton kernels for the two primitives (`predsparse.nn.triton_kernels`).
-- CPU, formulations chosen by measurement on a 2-core AVX-512 CPU: gather_reduce is
-  `F.embedding_bag(mode="sum", per_sample_weights=coef)`, one bag per row (1.5-3x faster than
-  torch.sparse CSR @ dense, and it never builds the batch x connections tensor of index_select + sum);
-  connection_dots is `torch.sparse.sampled_addmm` on the CSR form of the index, which computes gy^T x at
-  the existing connections only (a blocked gather + bmm was 6-10x slower), summed over quarters of the
-  batch for a row-major x, so that its transposed copy stays small.
+- CPU, float32: the native kernels of `predsparse.nn.native` (built by the install; register blocking
+  over the batch, the CPU's widest vectors, OpenMP threads from torch's own pool).
+- CPU otherwise (float64, or no native build: `native.STATUS` says why), torch formulations chosen by
+  measurement: gather_reduce is `F.embedding_bag(mode="sum", per_sample_weights=coef)`, one bag per row
+  (1.5-3x faster than torch.sparse CSR @ dense, and it never builds the batch x connections tensor of
+  index_select + sum); connection_dots is `torch.sparse.sampled_addmm` on the CSR form of the index, which
+  computes gy^T x at the existing connections only (a blocked gather + bmm was 6-10x slower).
+  Both connection_dots sum over quarters of the batch for a row-major x, so that its transposed copy
+  stays small.
 - Dense blocks, at densities fi / N_i from DENSE_DISPATCH_DENSITY up: BLAS products with blocks of
   rows of the scattered N_{i+1} x N_i weight matrix. Gathers reach only about a third of dense BLAS's
   throughput per multiply-add, so from a density of about 0.4 (measured) the dense products are faster
@@ -44,18 +47,23 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from predsparse.nn import native
+
 
 class Backend(NamedTuple):
     """The three products of a step on feature-major (N, B) tensors (x alone is batch-major, (B, N_i)).
 
     `contiguous`: whether the feature-major inputs must be contiguous (gathers read their rows) or may be
     any view (BLAS takes transposed operands as they are, so the dense path never transposes).
+    `fused`: the native backend, whose products also take the bias, the input's ReLU and its gradient
+    (signatures in `NATIVE_BACKEND`'s functions); the others leave those to torch ops.
     """
 
     forward: Callable[..., torch.Tensor]  # (x_t, weight, fan_in_index) -> y_t
     input_grad: Callable[..., torch.Tensor]  # (grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position) -> grad_x_t
     weight_grad: Callable[..., torch.Tensor]  # (grad_y_t, x, fan_in_index) -> grad_w
     contiguous: bool = True
+    fused: bool = False
 
 
 def gather_backend(gather_reduce: Callable, connection_dots: Callable) -> Backend:
@@ -85,14 +93,55 @@ def _cpu_connection_dots(a_t: torch.Tensor, x: torch.Tensor, index: torch.Tensor
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
         connections = torch.sparse_csr_tensor(row_start, index.reshape(-1), dots, (n_rows, n_cols), check_invariants=False)
-    # sampled_addmm reads a column-major second operand without a copy; a feature-major x is one. A
-    # row-major x (SparseLinearFunction keeps one only where the weights outnumber it) is transposed a
-    # quarter of the batch at a time, the products adding up in `dots`, so the copy stays small.
-    step = batch if x.t().is_contiguous() else -(-batch // 4)
-    for start in range(0, batch, step):
-        rows = slice(start, start + step)
+    # sampled_addmm reads a column-major second operand without a copy; a feature-major x is one.
+    for rows in _quarters(batch, x):
         torch.sparse.sampled_addmm(connections, a_t[:, rows], x[rows].t().contiguous().t(), out=connections)
     return dots.view(n_rows, fan)
+
+
+def _quarters(batch: int, x: torch.Tensor) -> list[slice]:
+    """The batch whole for a feature-major x (a transpose, read as it is); for a row-major x
+    (SparseLinearFunction keeps one only where the weights outnumber it) in quarters, each transposed in
+    turn and the products added up, so that the transposed copy stays small."""
+    step = batch if x.t().is_contiguous() else -(-batch // 4)
+    return [slice(start, start + step) for start in range(0, batch, step)]
+
+
+def _native_forward(x_t, weight, fan_in_index, bias, input_relu: bool) -> torch.Tensor:
+    """y_t = W relu?(x_t) + b, one layer (2-D operands) or R stacked ones (3-D)."""
+    return native.gather_reduce(x_t, fan_in_index, weight, bias=bias, relu_src=input_relu)
+
+
+def _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position,
+                       relu_input: torch.Tensor | None) -> torch.Tensor:
+    """grad_x_t, times the ReLU's gradient where `relu_input` (the layer's feature-major input, read through
+    a ReLU) is given."""
+    lead = weight.shape[:-2]
+    flat = weight.reshape(*lead, -1)
+    if fan_out_position.shape[-1] * fan_out_position.shape[-2] > flat.shape[-1]:  # padded fan-outs read a zero
+        flat = F.pad(flat, (0, 1))
+    transposed = torch.gather(flat, -1, fan_out_position.reshape(*lead, -1).long()).view(fan_out_position.shape)
+    fused = relu_input is not None and relu_input.stride(-1) == 1
+    grad_x_t = native.gather_reduce(grad_y_t, fan_out_right, transposed, mask=relu_input if fused else None)
+    if relu_input is not None and not fused:
+        grad_x_t = torch.where(relu_input > 0, grad_x_t, 0.0)
+    return grad_x_t
+
+
+def _native_weight_grad(grad_y_t, x, fan_in_index, input_relu: bool, bias_grad: bool):
+    """(grad_w, grad_b or None) for x batch-major (B, N_i) (a feature-major one is a transpose) or a stack
+    of feature-major (R, N_i, B) ones. One pass over the batch sums the bias gradient too."""
+    batch = grad_y_t.shape[-1]
+    rows = _quarters(batch, x) if x.dim() == 2 else [slice(0, batch)]
+    sums = grad_y_t.new_empty(grad_y_t.shape[:-1]) if bias_grad and len(rows) == 1 else None
+    dots = None
+    for part in rows:
+        x_t = x.t() if x.dim() == 2 and len(rows) == 1 else _transposed(x[part]) if x.dim() == 2 else x
+        dots = native.connection_dots(grad_y_t[..., part], x_t, fan_in_index, dots, accumulate=True,
+                                      relu_src=input_relu, row_sums=sums)
+    if bias_grad and sums is None:
+        sums = grad_y_t.sum(-1)
+    return dots, sums
 
 
 def _row_blocks(n_right: int) -> list[slice]:
@@ -132,6 +181,7 @@ def _dense_weight_grad(grad_y_t: torch.Tensor, x: torch.Tensor, fan_in_index: to
 
 
 CPU_BACKEND = gather_backend(_cpu_gather_reduce, _cpu_connection_dots)
+NATIVE_BACKEND = Backend(_native_forward, _native_input_grad, _native_weight_grad, fused=True)
 DENSE_BACKEND = Backend(_dense_forward, _dense_input_grad, _dense_weight_grad, contiguous=False)
 _triton_backend: Backend | None = None
 
@@ -147,7 +197,7 @@ def backend_for(x: torch.Tensor, density: float) -> Backend:
     if density >= DENSE_DISPATCH_DENSITY.get(x.device.type, math.inf):
         return DENSE_BACKEND
     if not x.is_cuda:
-        return CPU_BACKEND
+        return NATIVE_BACKEND if native.supports(x) else CPU_BACKEND
     if _triton_backend is None:
         from predsparse.nn import triton_kernels
 
@@ -155,26 +205,41 @@ def backend_for(x: torch.Tensor, density: float) -> Backend:
     return _triton_backend
 
 
+def _transposed(x: torch.Tensor) -> torch.Tensor:
+    """x.t().contiguous(), natively where it can be (several times faster than torch's copy)."""
+    if native.supports(x) and x.stride(-1) == 1 and not x.t().is_contiguous():
+        return native.transpose(x)
+    return x.t().contiguous()
+
+
 def _feature_major(x: torch.Tensor, backend: Backend) -> torch.Tensor:
     """(B, N) -> (N, B), made contiguous if the backend needs it (free when x already is a transpose)."""
-    return x.t().contiguous() if backend.contiguous else x.t()
+    return _transposed(x) if backend.contiguous else x.t()
 
 
 class SparseLinearFunction(torch.autograd.Function):
-    """y = x W^T + b over 2-D x (B, N_i); returns a (B, N_{i+1}) transposed view (see module docstring)."""
+    """y = relu?(x) W^T + b over 2-D x (B, N_i); returns a (B, N_{i+1}) transposed view (module docstring).
+
+    `input_relu` (fused backends only): x is read through a ReLU, and the input gradient comes back
+    times the ReLU's gradient, so the previous layer's activation needs no pass of its own either way.
+    """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, fan_in_index, fan_out_right, fan_out_position, backend: Backend):
+    def forward(ctx, x, weight, bias, fan_in_index, fan_out_right, fan_out_position, backend: Backend,
+                input_relu: bool = False):
         x_t = _feature_major(x, backend)
-        y_t = backend.forward(x_t, weight, fan_in_index)
-        if bias is not None:
-            y_t.add_(bias[:, None])
+        if backend.fused:
+            y_t = backend.forward(x_t, weight, fan_in_index, bias, input_relu)
+        else:
+            y_t = backend.forward(x_t, weight, fan_in_index)
+            if bias is not None:
+                y_t.add_(bias[:, None])
         # Where x outnumbers the weights (the sparse regime) the transposed copy is kept, sparing backward a
         # second transpose: the weight gradient would hold such a copy anyway. Otherwise x itself is kept
         # and the weight gradient transposes it piece by piece.
         saved_x = x_t.t() if weight.numel() < x.numel() else x
         ctx.save_for_backward(saved_x, weight, fan_in_index, fan_out_right, fan_out_position)
-        ctx.backend = backend
+        ctx.backend, ctx.input_relu = backend, input_relu
         ctx.has_bias = bias is not None
         return y_t.t()
 
@@ -182,17 +247,69 @@ class SparseLinearFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_y):
         x, weight, fan_in_index, fan_out_right, fan_out_position = ctx.saved_tensors
-        grad_y_t = _feature_major(grad_y, ctx.backend)
+        backend = ctx.backend
+        grad_y_t = _feature_major(grad_y, backend)
         grad_x = grad_w = grad_b = None
+        want_bias = ctx.has_bias and ctx.needs_input_grad[2]
         # The input gradient first: a gather backend's transposed copy of the weights is freed before
         # grad_w exists.
         if ctx.needs_input_grad[0]:
-            grad_x = ctx.backend.input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position).t()
-        if ctx.needs_input_grad[1]:
-            grad_w = ctx.backend.weight_grad(grad_y_t, x, fan_in_index)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+            index = (grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position)
+            relu_input = x.t() if ctx.input_relu else None
+            grad_x = (backend.input_grad(*index, relu_input) if backend.fused else backend.input_grad(*index)).t()
+        if backend.fused and ctx.needs_input_grad[1]:
+            grad_w, grad_b = backend.weight_grad(grad_y_t, x, fan_in_index, ctx.input_relu, want_bias)
+        elif ctx.needs_input_grad[1]:
+            grad_w = backend.weight_grad(grad_y_t, x, fan_in_index)
+        if want_bias and grad_b is None:
             grad_b = grad_y_t.sum(1)
-        return grad_x, grad_w, grad_b, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None
+
+
+class StackedSparseLinearFunction(torch.autograd.Function):
+    """R junctions of the same shape in one call, on feature-major stacks: x_t (R, N_i, B) -> (R, N_{i+1}, B).
+
+    The products of `NATIVE_BACKEND` on 3-D operands, so every run's numbers are bit-for-bit those of
+    `SparseLinearFunction` on it: the native kernels compute each output in the same order whatever R, and
+    the weight gradient sums over the batch as the single layer does (over quarters where the single layer
+    keeps a row-major x). CPU, float32, native kernels, fixed fan-out only (`predsparse.nn.stacked`).
+    """
+
+    @staticmethod
+    def forward(ctx, x_t, weight, bias, fan_in_index, fan_out_right, fan_out_position, input_relu: bool):
+        y_t = _native_forward(x_t, weight, fan_in_index, bias, input_relu)
+        ctx.save_for_backward(x_t, weight, fan_in_index, fan_out_right, fan_out_position)
+        ctx.input_relu = input_relu
+        return y_t
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y_t):
+        x_t, weight, fan_in_index, fan_out_right, fan_out_position = ctx.saved_tensors
+        grad_y_t = grad_y_t.contiguous()
+        grad_x_t = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x_t = _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position,
+                                          x_t if ctx.input_relu else None)
+        if ctx.needs_input_grad[1]:
+            if weight[0].numel() >= x_t[0].numel():  # where the single layer sums over quarters (row-major x)
+                grad_w = _stacked_quarters(grad_y_t, x_t, fan_in_index, ctx.input_relu)
+                grad_b = grad_y_t.sum(2)
+            else:
+                grad_w, grad_b = _native_weight_grad(grad_y_t, x_t, fan_in_index, ctx.input_relu, True)
+        return grad_x_t, grad_w, grad_b, None, None, None, None
+
+
+def _stacked_quarters(grad_y_t, x_t, fan_in_index, input_relu: bool) -> torch.Tensor:
+    """The weight gradient of R stacked layers summed over the quarters a single layer would use."""
+    batch = grad_y_t.shape[-1]
+    step = -(-batch // 4)
+    dots = None
+    for start in range(0, batch, step):
+        part = slice(start, start + step)
+        dots = native.connection_dots(grad_y_t[..., part], x_t[..., part], fan_in_index, dots, accumulate=True,
+                                      relu_src=input_relu)
+    return dots
 
 
 def sparse_linear(
@@ -202,8 +319,13 @@ def sparse_linear(
     fan_in_index: torch.Tensor,
     fan_out_right: torch.Tensor,
     fan_out_position: torch.Tensor,
+    input_relu: bool = False,
 ) -> torch.Tensor:
-    """y = x W^T + b for x of shape (..., N_i); weight (N_{i+1}, fi); index tensors as in the module docstring."""
+    """y = x W^T + b for x of shape (..., N_i); weight (N_{i+1}, fi); index tensors as in the module docstring.
+
+    `input_relu`: y = relu(x) W^T + b, the ReLU fused into the products where the backend can (the native
+    CPU kernels), a torch.relu before them otherwise.
+    """
     n_left = fan_out_right.shape[0]
     if x.shape[-1] != n_left:
         raise ValueError(f"sparse_linear: input has {x.shape[-1]} features (shape {tuple(x.shape)}), expected N_i = {n_left}")
@@ -211,6 +333,9 @@ def sparse_linear(
         raise TypeError(f"sparse_linear: input dtype {x.dtype} differs from weight dtype {weight.dtype}")
     if not x.is_cuda and x.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"sparse_linear on {x.device.type}: dtype {x.dtype} is not supported; use float32 or float64")
+    backend = backend_for(x, weight.shape[1] / n_left)
+    if input_relu and not backend.fused:
+        x, input_relu = torch.relu(x), False
     y = SparseLinearFunction.apply(
         x.reshape(-1, n_left),
         weight,
@@ -218,6 +343,7 @@ def sparse_linear(
         fan_in_index,
         fan_out_right,
         fan_out_position,
-        backend_for(x, weight.shape[1] / n_left),
+        backend,
+        input_relu,
     )
     return y.reshape(*x.shape[:-1], weight.shape[0])

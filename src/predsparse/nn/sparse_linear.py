@@ -180,8 +180,11 @@ class SparseLinear(nn.Module):
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sparse_linear(x, self.weight, self.bias, self.fan_in_index, self.fan_out_right, self.fan_out_position)
+    def forward(self, x: torch.Tensor, input_relu: bool = False) -> torch.Tensor:
+        """y = x W^T + b; with `input_relu`, y = relu(x) W^T + b, the ReLU fused into the products where the
+        kernels can (a hidden layer's activation then costs no pass of its own, forward or backward)."""
+        return sparse_linear(x, self.weight, self.bias, self.fan_in_index, self.fan_out_right, self.fan_out_position,
+                             input_relu)
 
     def adjacency(self) -> torch.Tensor:
         """Boolean (N_{i+1}, N_i) connection matrix A_i (dense: for tests and small layers)."""

@@ -57,6 +57,8 @@ JOB_RESOURCES = {
     "mnist_conv": {"threads": 2, "mem_mb": 4000, "runtime": 120},
     "cifar_conv": {"threads": 4, "mem_mb": 8000, "runtime": 240},
 }
+# Runs per training job where they can stack (config key `group_runs`; 1 trains every run in a job of its own).
+DEFAULT_GROUP_RUNS = 8
 FANOUT_KINDS = ("random", "planned", "unstructured")  # kinds built from explicit fan-outs
 GROUP_KEYS = {  # pattern options each kind takes
     "dense": (),
@@ -184,6 +186,14 @@ class Run:
         }
 
 
+@dataclass(frozen=True)
+class RunGroup:
+    """One training job: runs trained in one process (`predsparse train --spec A --spec B ...`)."""
+
+    id: str
+    runs: tuple[Run, ...]
+
+
 def _joined(values, sep: str) -> str:
     return sep.join(str(v) for v in values)
 
@@ -228,6 +238,29 @@ class Plan:
     def metrics_path(self, run: Run) -> str:
         return f"{self.run_dir(run)}/{rundir.METRICS}"
 
+    @property
+    def groups(self) -> list["RunGroup"]:
+        """The training jobs: runs that can train in one stacked step (same dataset file, model, net,
+        fan-outs and hyper-parameters: `RunSpec.group_key`, on the CPU), at most
+        `group_runs` per job, the others alone. In config order; a group's id hashes its runs' ids."""
+        size = int(self.config.get("group_runs", DEFAULT_GROUP_RUNS))
+        buckets: dict[tuple, list[Run]] = {}
+        for i, run in enumerate(self.runs):
+            key = run.spec.group_key()
+            if key is None or size < 2 or run.spec.device != "cpu":
+                key = ("alone", i)
+            else:
+                key = (key, tuple(run.pattern.net), tuple(run.pattern.fanouts))
+            buckets.setdefault(key, []).append(run)
+        groups = []
+        for runs in buckets.values():
+            parts = -(-len(runs) // max(size, 1))  # balanced: 9 runs at 8 per job are jobs of 4 and 5
+            for k in range(parts):
+                members = runs[k * len(runs) // parts:(k + 1) * len(runs) // parts]
+                digest = hashlib.sha256(" ".join(r.spec.run_id() for r in members).encode()).hexdigest()[:12]
+                groups.append(RunGroup(f"g{digest}", tuple(members)))
+        return groups
+
     def run(self, study: str, name: str) -> Run:
         try:
             return self._by_key[(study, name)]
@@ -256,6 +289,11 @@ class Plan:
             return shlex.join(self.data[path].args)
         except KeyError:
             raise ConfigError(f"{self.source}: no dataset file '{path}' in this config") from None
+
+    def train_args(self, group: "RunGroup") -> str:
+        """Shell-quoted `predsparse train` arguments of a group: --spec FILE --out DIR per run."""
+        return shlex.join([arg for run in group.runs for arg in ("--spec", self.spec_path(run), "--out",
+                                                                 self.run_dir(run))])
 
     def write_specs(self, log: str | None = None) -> None:
         """Write every run's spec (JSON) for `predsparse train --spec`.

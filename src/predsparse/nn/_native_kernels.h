@@ -1,0 +1,170 @@
+/* The loops of _native.c for one instruction set, included once per set with
+ *   VL      floats per vector (the set's native width: 4 SSE2, 8 AVX2, 16 AVX-512)
+ *   TILE    vectors of outputs gather_reduce keeps in registers (TILE * VL batch entries)
+ *   ISA     the suffix of this set's functions
+ * under `#pragma GCC target(...)` for that set. A vector as wide as the set's registers compiles to plain
+ * register code; a wider one would be split and spilled to the stack.
+ */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define VEC CAT(vec, ISA)
+#define VI CAT(vint, ISA)
+
+typedef float VEC __attribute__((vector_size(VL * sizeof(float))));
+typedef int32_t VI __attribute__((vector_size(VL * sizeof(float))));
+
+/* max(x, 0) that keeps NaN (as torch.relu does, so a diverged run still shows a non-finite loss): the
+ * set's max instruction (MAX_PS, one operation; it returns its second operand when one is NaN) where
+ * there is one, else a compare and a mask. */
+#ifdef MAX_PS
+static inline VEC CAT(relu, ISA)(VEC x) { return (VEC)MAX_PS((VEC){0}, x); }
+#else
+static inline VEC CAT(relu, ISA)(VEC x) { return (VEC)((VI)x & ~(x <= (VEC){0})); }
+#endif
+
+/* v where mask > 0 (ReLU's gradient: its input was positive), else 0. */
+static inline VEC CAT(masked, ISA)(VEC v, VEC mask) { return (VEC)((VI)v & (mask > (VEC){0})); }
+
+static inline VEC CAT(load, ISA)(const float *p) {
+    VEC v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Rows [begin, end) of the flattened (r, i) range of gather_reduce. (Blocking the batch so that a block of
+ * every source row stays in L2 was measured slower: the gathers run at L2/L3 bandwidth either way, and
+ * shorter runs of the batch only add index and weight reloads.) */
+static inline __attribute__((always_inline)) void CAT(gather_row, ISA)(const Problem *p, Py_ssize_t ri,
+                                                                      const int relu) {
+    {
+        const Py_ssize_t r = ri / p->rows, i = ri % p->rows;
+        const int32_t *idx = p->index + r * p->index_stride_r + i * p->fan;
+        const float *c = p->coef + r * p->coef_stride_r + i * p->fan;
+        const float *src = p->src + r * p->src_stride_r;
+        float *o = p->out + r * p->out_stride_r + i * p->out_ld;
+        const float *mask = p->mask ? p->mask + r * p->mask_stride_r + i * p->mask_ld : NULL;
+        const int biased = p->bias != NULL;
+        const float beta = biased ? p->bias[r * p->bias_stride_r + i] : 0.0f;
+        Py_ssize_t b = 0;
+        for (; b + TILE * VL <= p->batch; b += TILE * VL) {
+            VEC acc[TILE];
+            for (int u = 0; u < TILE; u++) acc[u] = (VEC){0};
+            for (Py_ssize_t k = 0; k < p->fan; k++) {
+                const float *s = src + (Py_ssize_t)idx[k] * p->src_ld + b;
+                const float w = c[k];  /* scalar * vector: one broadcast, then FMAs */
+                for (int u = 0; u < TILE; u++) {
+                    const VEC x = CAT(load, ISA)(s + u * VL);
+                    acc[u] += w * (relu ? CAT(relu, ISA)(x) : x);
+                }
+            }
+            for (int u = 0; u < TILE; u++) {
+                if (biased) acc[u] += beta;
+                if (mask) acc[u] = CAT(masked, ISA)(acc[u], CAT(load, ISA)(mask + b + u * VL));
+            }
+            memcpy(o + b, acc, sizeof acc);
+        }
+        for (; b + VL <= p->batch; b += VL) {
+            VEC acc = {0};
+            for (Py_ssize_t k = 0; k < p->fan; k++) {
+                const VEC x = CAT(load, ISA)(src + (Py_ssize_t)idx[k] * p->src_ld + b);
+                acc += c[k] * (relu ? CAT(relu, ISA)(x) : x);
+            }
+            if (biased) acc += beta;
+            if (mask) acc = CAT(masked, ISA)(acc, CAT(load, ISA)(mask + b));
+            memcpy(o + b, &acc, sizeof acc);
+        }
+        for (; b < p->batch; b++) {
+            float acc = 0.0f;
+            for (Py_ssize_t k = 0; k < p->fan; k++) {
+                const float x = src[(Py_ssize_t)idx[k] * p->src_ld + b];
+                acc += c[k] * (relu ? relu_scalar(x) : x);
+            }
+            if (biased) acc += beta;
+            o[b] = mask && !(mask[b] > 0.0f) ? 0.0f : acc;
+        }
+    }
+}
+
+/* `relu` a constant in each call, so the inner loops are compiled without and with the ReLU. */
+static void CAT(gather_rows, ISA)(const Problem *p, Py_ssize_t begin, Py_ssize_t end) {
+    for (Py_ssize_t ri = begin; ri < end; ri++) {
+        if (p->relu_src)
+            CAT(gather_row, ISA)(p, ri, 1);
+        else
+            CAT(gather_row, ISA)(p, ri, 0);
+    }
+}
+
+/* Rows [begin, end) of connection_dots: four connections of a row at a time, so a[i] is loaded once for
+ * four dot products; each dot sums its lanes, then the batch's tail, in a fixed order. */
+static inline __attribute__((always_inline)) void CAT(dots_row, ISA)(const Problem *p, Py_ssize_t ri,
+                                                                    const int relu, const int sums) {
+    {
+        const Py_ssize_t r = ri / p->rows, i = ri % p->rows;
+        const int32_t *idx = p->index + r * p->index_stride_r + i * p->fan;
+        const float *src = p->src + r * p->src_stride_r;
+        const float *a = p->a + r * p->a_stride_r + i * p->a_ld;
+        float *o = p->out + r * p->out_stride_r + i * p->fan;
+        for (Py_ssize_t k = 0; k < p->fan; k += 4) {
+            const int count = p->fan - k < 4 ? (int)(p->fan - k) : 4;
+            const float *s[4];
+            for (int q = 0; q < 4; q++) s[q] = src + (Py_ssize_t)idx[k + (q < count ? q : 0)] * p->src_ld;
+            VEC v[4], sum = {0};
+            for (int q = 0; q < 4; q++) v[q] = (VEC){0};
+            Py_ssize_t b = 0;
+            for (; b + VL <= p->batch; b += VL) {
+                const VEC x = CAT(load, ISA)(a + b);
+                if (sums && k == 0) sum += x;
+                for (int q = 0; q < 4; q++) {
+                    const VEC y = CAT(load, ISA)(s[q] + b);
+                    v[q] += x * (relu ? CAT(relu, ISA)(y) : y);
+                }
+            }
+            for (int q = 0; q < count; q++) {
+                float d = 0.0f, tail = 0.0f;
+                for (int l = 0; l < VL; l++) d += v[q][l];
+                for (Py_ssize_t t = b; t < p->batch; t++) tail += a[t] * (relu ? relu_scalar(s[q][t]) : s[q][t]);
+                o[k + q] = p->accumulate ? o[k + q] + (d + tail) : d + tail;
+            }
+            if (sums && k == 0) {  /* the bias gradient: a's row summed on the first pass over it */
+                float total = 0.0f;
+                for (int l = 0; l < VL; l++) total += sum[l];
+                for (Py_ssize_t t = b; t < p->batch; t++) total += a[t];
+                p->row_sums[r * p->row_sums_stride_r + i] = total;
+            }
+        }
+    }
+}
+
+static void CAT(dots_rows, ISA)(const Problem *p, Py_ssize_t begin, Py_ssize_t end) {
+    const int sums = p->row_sums != NULL;
+    for (Py_ssize_t ri = begin; ri < end; ri++) {
+        if (p->relu_src)
+            sums ? CAT(dots_row, ISA)(p, ri, 1, 1) : CAT(dots_row, ISA)(p, ri, 1, 0);
+        else
+            sums ? CAT(dots_row, ISA)(p, ri, 0, 1) : CAT(dots_row, ISA)(p, ri, 0, 0);
+    }
+}
+
+/* Rows [begin, end) of out (cols, rows) = src (rows, cols)^T, where rows = p->batch, cols = p->rows:
+ * VL x VL tiles held in registers (VL rows of src loaded as vectors, stored as VL columns), the edges
+ * element by element. */
+static void CAT(transpose_rows, ISA)(const Problem *p, Py_ssize_t begin, Py_ssize_t end) {
+    for (Py_ssize_t j0 = begin; j0 < end; j0 += VL) {
+        const Py_ssize_t width = end - j0 < VL ? end - j0 : VL;
+        Py_ssize_t i0 = 0;
+        if (width == VL) {
+            for (; i0 + VL <= p->batch; i0 += VL) {
+                VEC tile[VL];
+                for (int u = 0; u < VL; u++) tile[u] = CAT(load, ISA)(p->src + (i0 + u) * p->src_ld + j0);
+                for (int l = 0; l < VL; l++)
+                    for (int u = 0; u < VL; u++) p->out[(j0 + l) * p->out_ld + i0 + u] = tile[u][l];
+            }
+        }
+        for (Py_ssize_t i = i0; i < p->batch; i++)
+            for (Py_ssize_t j = j0; j < j0 + width; j++) p->out[j * p->out_ld + i] = p->src[i * p->src_ld + j];
+    }
+}
+
+#undef VEC
+#undef VI

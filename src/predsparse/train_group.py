@@ -1,0 +1,267 @@
+"""Training several runs in one process: a group of runs that share a net, stacked into one step.
+
+`train_group(specs, out_dirs)` trains runs that differ only in pattern, seed, study and name (same
+dataset file, model, net, fan-outs and hyper-parameters: `RunSpec.group_key`). Where their models stack
+(`predsparse.nn.stacked.stackable`: an MLP of fixed fan-in and fan-out junctions on the native CPU
+gathers) every step is one layer call per junction for all of them (`StackedConnectedLayers`); otherwise
+they train one after the other with `train_run`, sharing the process's start-up.
+
+Each run stays its own: its folder, spec.json, checkpoint after every epoch (the single run's format, so
+a group can resume what `train_run` started and the other way round), history, curves, metrics.json and
+MLflow run. Its numbers are bit-for-bit those of `train_run` on the CPU: same initialisation (its own
+seed), same shuffle (its own generator), same sums (see `StackedSparseLinearFunction`), and evaluation by
+the single run's own `evaluate` on its own model. Only the time differs: a run's `wall_time_s` is its
+share of the group's time (the group's time / its size), and metrics.json records the group in `group`.
+
+A run whose loss becomes non-finite gets its failure.json and is no longer recorded; its stacked slice
+goes on computing (it cannot touch the others' numbers) and the group raises TrainingError at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from predsparse import rundir
+from predsparse.data import load_arrays
+from predsparse.errors import ConfigError, TrainingError
+from predsparse.io import atomic_write_json
+from predsparse.nn import native
+from predsparse.nn.models import PatternNet, build_model
+from predsparse.nn.stacked import StackedConnectedLayers, stackable
+from predsparse.patterns import load_pattern
+from predsparse.spec import GROUP_FREE_KEYS, RunSpec
+from predsparse.train import (CHECKPOINT_FORMAT, _CHECK_EVERY, _load_checkpoint, _save_checkpoint,
+                              _summarise, evaluate, load_data, resolve_device, run_info, train_run,
+                              write_curves)
+
+@dataclass
+class _Member:
+    """One run of the group and its bookkeeping (what `train_run` keeps in locals)."""
+
+    spec: RunSpec
+    out_dir: Path
+    model: PatternNet
+    optimizer_state: dict | None
+    shuffle: torch.Generator
+    rng: torch.Tensor  # the global RNG state after building the model: what its checkpoint records
+    info: dict
+    tracker: object | None
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_state: dict | None = None
+    elapsed: float = 0.0  # its wall time so far (its share of the group's)
+    failed: bool = False
+
+
+def _member(spec: RunSpec, out_dir: Path, device: torch.device, track: bool) -> _Member:
+    """Set up one run as `train_run` does (same seed order, so the same initial weights); nothing written yet."""
+    from predsparse.tracking import RunTracker
+
+    checkpoint = _load_checkpoint(out_dir / rundir.CHECKPOINT, spec.run_id(), device)
+    pattern = load_pattern(spec.pattern)
+    torch.manual_seed(spec.seed)
+    model = build_model(spec, pattern).to(device)
+    member = _Member(spec, out_dir, model, None, torch.Generator().manual_seed(spec.seed), torch.get_rng_state(),
+                     run_info(spec, pattern, model, device), RunTracker(spec.tracking_uri) if track else None)
+    if checkpoint is not None:
+        try:
+            model.load_state_dict(checkpoint["model"])
+            member.shuffle.set_state(checkpoint["rng"]["shuffle"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrainingError(f"checkpoint {out_dir / rundir.CHECKPOINT} does not fit this run's model ({reason}); "
+                                f"delete it to restart the run") from None
+        member.optimizer_state, member.rng = checkpoint["optimizer"], checkpoint["rng"]["torch"]
+        member.history, member.best_epoch = checkpoint["history"], checkpoint["best_epoch"]
+        member.best_state = checkpoint["best_model"]
+        member.elapsed = member.history[-1]["wall_time_s"] if member.history else 0.0
+    return member
+
+
+def _begin(member: _Member) -> None:
+    """What `train_run` writes before its first epoch: spec.json and the start of its MLflow run."""
+    atomic_write_json(member.out_dir / rundir.SPEC, member.spec.to_dict())
+    if member.tracker:
+        member.tracker.start(member.info, member.out_dir, member.history, resumed=bool(member.history))
+
+
+def _stacked_optimizer(spec: RunSpec, stack: StackedConnectedLayers, members: list[_Member]) -> torch.optim.Optimizer:
+    """`make_optimizer`'s optimiser over the stacked parameters (same groups, same order), its state the
+    members' stacked along the first dimension."""
+    weights, biases = stack.parameter_groups()
+    groups = [{"params": weights, "weight_decay": spec.weight_decay}, {"params": biases, "weight_decay": 0.0}]
+    if spec.optimizer == "adam":
+        optimizer = torch.optim.Adam(groups, lr=spec.lr)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum)
+    states = [m.optimizer_state for m in members]
+    if states[0] is not None:
+        stacked = optimizer.state_dict()
+        stacked["state"] = {pid: {key: _stack_state([s["state"][pid][key] for s in states])
+                                  for key in states[0]["state"][pid]} for pid in states[0]["state"]}
+        optimizer.load_state_dict(stacked)
+    return optimizer
+
+
+def _stack_state(values: list):
+    """Per-parameter optimiser values of R runs as the stacked optimiser keeps them (a shared step count stays one)."""
+    first = values[0]
+    if isinstance(first, torch.Tensor) and first.dim() > 0:
+        return torch.stack(values)
+    return first
+
+
+def _run_optimizer_state(optimizer: torch.optim.Optimizer, r: int) -> dict:
+    """Run r's slice of the stacked optimiser state, in the form of its own optimiser's state_dict."""
+    state = optimizer.state_dict()
+    state["state"] = {pid: {key: value[r].clone() if isinstance(value, torch.Tensor) and value.dim() > 0 else value
+                            for key, value in values.items()} for pid, values in state["state"].items()}
+    return state
+
+
+def train_group(specs: list[RunSpec], out_dirs: list[str | Path], track: bool = True) -> list[dict]:
+    """Train (or resume, or return the finished results of) the runs `specs` into `out_dirs`; returns their
+    metrics.json contents in order. Raises TrainingError after the others finish if any run failed."""
+    if len(specs) != len(out_dirs):
+        raise ConfigError(f"train_group: {len(specs)} specs but {len(out_dirs)} run folders")
+    keys = {spec.group_key() for spec in specs}
+    if len(keys) > 1 or None in keys:
+        raise ConfigError("train_group: the runs differ in more than " + ", ".join(GROUP_FREE_KEYS)
+                          + " (or change their connections); train them apart")
+    out_dirs = [Path(d) for d in out_dirs]
+    results: dict[int, dict] = {}
+    pending = []
+    for i, (spec, out_dir) in enumerate(zip(specs, out_dirs)):
+        if (out_dir / rundir.METRICS).is_file():
+            results[i] = train_run(spec, out_dir, track)  # checks the run id, finishes its MLflow side
+        else:
+            pending.append(i)
+    spec = specs[pending[0]] if pending else None
+    device = resolve_device(spec.device) if spec else None
+    arrays = load_arrays(spec.data) if spec else None
+    members = {i: _member(specs[i], out_dirs[i], device, track) for i in pending}
+    # Runs at different epochs (some resumed) stack by epoch; models that cannot stack train alone.
+    by_epoch: dict[int, list[int]] = {}
+    for i in pending:
+        by_epoch.setdefault(len(members[i].history), []).append(i)
+    failed = []
+    for indices in by_epoch.values():
+        group = [members[i] for i in indices]
+        if len(group) == 1 or stackable([m.model for m in group]) is not None:
+            for i in indices:
+                try:
+                    results[i] = train_run(specs[i], out_dirs[i], track)
+                except TrainingError as exc:
+                    failed.append(str(exc))
+            continue
+        for member in group:
+            _begin(member)
+        data = load_data(spec, group[0].model.input_shape, device, arrays)
+        for i, metrics in zip(indices, _train_stacked(group, data)):
+            if metrics is None:
+                failed.append(f"run {specs[i].run_name} failed (see {out_dirs[i] / rundir.FAILURE})")
+            else:
+                results[i] = metrics
+    if failed:
+        raise TrainingError("; ".join(failed))
+    return [results[i] for i in range(len(specs))]
+
+
+def _train_stacked(members: list[_Member], data: dict) -> list[dict | None]:
+    """Train the members (all at the same epoch) in one stack; their metrics.json, None for a failed run."""
+    spec = members[0].spec
+    size = len(members)
+    stack = StackedConnectedLayers.from_models([m.model for m in members])
+    optimizer = _stacked_optimizer(spec, stack, members)
+    x_t = data["xtr"].reshape(len(data["xtr"]), -1).t().contiguous()  # (N_1, samples): batches are column picks
+    y = data["ytr"]
+    n = len(y)
+    batches = math.ceil(n / spec.batch_size)
+    for epoch in range(len(members[0].history) + 1, spec.epochs + 1):
+        started = time.perf_counter()
+        stack.train()
+        orders = [torch.randperm(n, generator=m.shuffle).to(y.device) for m in members]
+        loss_sum = torch.zeros(size, device=y.device)
+        correct = torch.zeros(size, device=y.device, dtype=torch.long)
+        for b in range(batches):
+            picks = [order[b * spec.batch_size:(b + 1) * spec.batch_size] for order in orders]
+            inputs = torch.stack([x_t.index_select(1, idx) for idx in picks])
+            targets = [y.index_select(0, idx) for idx in picks]
+            logits = [l.t() for l in stack(inputs).unbind(0)]  # (B, classes) views, as a single run's
+            losses = torch.stack([nn.functional.cross_entropy(l, t) for l, t in zip(logits, targets)])
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimizer.step()
+            loss_sum += losses.detach() * len(picks[0])
+            correct += torch.stack([(members[0].model.predict(l.detach()) == t).sum()
+                                    for l, t in zip(logits, targets)])
+            if b % _CHECK_EVERY == _CHECK_EVERY - 1 or b == batches - 1:
+                seen = min((b + 1) * spec.batch_size, n)
+                for r, total in enumerate(loss_sum.tolist()):
+                    if not math.isfinite(total / seen) and not members[r].failed:
+                        _fail(members[r], epoch, f"batch {b + 1} of {batches}")
+        epoch_time = time.perf_counter() - started
+        # Means as train_epoch takes them: the float32 sums, divided in Python.
+        train_loss = [total / n for total in loss_sum.tolist()]
+        train_acc = [count / n for count in correct.tolist()]
+        for r, member in enumerate(members):
+            if member.failed:
+                continue
+            started = time.perf_counter()
+            member.model.load_state_dict(stack.run_state(r, member.model))
+            val_loss, val_acc = evaluate(member.model, data["xva"], data["yva"])
+            # Each run is charged its share of the step time and its own evaluation.
+            member_time = epoch_time / size + time.perf_counter() - started
+            member.elapsed += member_time
+            row = {"study": member.spec.study, "run_id": member.spec.run_id(), "epoch": epoch,
+                   "train_loss": train_loss[r], "train_acc": train_acc[r], "val_loss": val_loss, "val_acc": val_acc,
+                   "wall_time_s": member.elapsed}
+            member.history.append(row)
+            if member.best_state is None or val_acc > member.history[member.best_epoch - 1]["val_acc"]:
+                member.best_epoch = epoch
+                member.best_state = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
+            _save_checkpoint(member.out_dir / rundir.CHECKPOINT, {
+                "format": CHECKPOINT_FORMAT, "run_id": member.spec.run_id(), "model": member.model.state_dict(),
+                "optimizer": _run_optimizer_state(optimizer, r), "best_model": member.best_state,
+                "best_epoch": member.best_epoch, "history": member.history,
+                "rng": {"shuffle": member.shuffle.get_state(), "torch": member.rng}})
+            rundir.write_history(member.out_dir / rundir.HISTORY, member.history)
+            print(f"{member.spec.run_name} epoch {epoch}/{spec.epochs} train_loss {row['train_loss']:.4f} "
+                  f"train_acc {row['train_acc']:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} "
+                  f"(group of {size}, {row['wall_time_s']:.1f} s)", flush=True)
+            if member.tracker:
+                member.tracker.log_epoch(row)
+    return [None if m.failed else _finish(m, data, size) for m in members]
+
+
+def _fail(member: _Member, epoch: int, where: str) -> None:
+    message = (f"run {member.spec.run_name}: non-finite training loss in epoch {epoch} ({where}); lower lr "
+               f"(now {member.spec.lr})")
+    atomic_write_json(member.out_dir / rundir.FAILURE, {**member.info, "status": "failed", "error": message,
+                                                         "failed_epoch": epoch, "epochs_done": len(member.history)})
+    if member.tracker:
+        member.tracker.publish(member.out_dir)
+    member.failed = True
+
+
+def _finish(member: _Member, data: dict, size: int) -> dict:
+    """The test evaluation and metrics.json of a finished run, as `train_run` writes them."""
+    started = time.perf_counter()
+    member.model.load_state_dict(member.best_state)
+    test_loss, test_acc = evaluate(member.model, data["xte"], data["yte"])
+    metrics = {**member.info, "status": "finished", **_summarise(member.history, member.best_epoch),
+               "epochs": member.spec.epochs, "test_loss": test_loss, "test_acc": test_acc,
+               "wall_time_s": member.history[-1]["wall_time_s"] + time.perf_counter() - started,
+               "group": {"runs": size, "stacked": True, "kernels": native.STATUS}}
+    write_curves(member.history, member.out_dir / rundir.CURVES)
+    (member.out_dir / rundir.FAILURE).unlink(missing_ok=True)
+    atomic_write_json(member.out_dir / rundir.METRICS, metrics)
+    if member.tracker:
+        member.tracker.publish(member.out_dir)
+    return metrics
