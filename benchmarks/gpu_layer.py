@@ -11,7 +11,6 @@ The CSV has no TF32 column (give each setting its own --out); benchmarks/gpu_che
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -24,17 +23,11 @@ import sparse_linear as bench  # noqa: E402  (benchmarks/sparse_linear.py, the l
 PRECISION = {"0": "highest", "1": "high"}  # torch's float32 matmul precision: IEEE float32, or TF32
 
 
-def _plot_skipped(table, path: Path) -> None:
-    print(f"matplotlib is not installed: {path} not drawn")
-
-
 def main(argv: list[str] | None = None) -> int:
     tf32 = os.environ.get("PREDSPARSE_TF32", "0")
     if tf32 not in PRECISION:
         sys.exit(f"gpu_layer.py: PREDSPARSE_TF32={tf32!r}: must be 0 (TF32 off) or 1 (TF32 on)")
     torch.set_float32_matmul_precision(PRECISION[tf32])
-    if importlib.util.find_spec("matplotlib") is None:
-        bench.plot = _plot_skipped  # sparse_linear.plot needs matplotlib; the GPU image may not have it
     print(f"TF32 {'on' if tf32 == '1' else 'off'} (float32 matmul precision {torch.get_float32_matmul_precision()!r})",
           flush=True)
     return bench.main(argv)

@@ -1,32 +1,38 @@
-"""SparseLinear speed and memory: one training step against dense, masked dense and torch.sparse CSR.
+"""SparseLinear speed and memory: one training step against dense, masked dense, torch.sparse and SparseProp.
 
-For each layer N_i -> N_{i+1} (4096->512, 1024->1024, 4096->4096), batch 256, and fan-outs giving
-densities from 0.2 % to 50 % (random patterns), one step = forward + input gradient + weight gradient
-(+ bias) of:
-- `sparse`: SparseLinear (gathers on the CPU or Triton kernels on CUDA; dense blocks from
-  DENSE_DISPATCH_DENSITY up);
-- `dense`: nn.Linear (the density-independent yardstick);
-- `masked`: MaskedLinear, a dense weight times a 0/1 mask (what the authors' Keras code and
-  torch.nn.utils.prune do);
-- `csr`: the weights as the values of a torch.sparse CSR matrix, `torch.sparse.mm(W, x^T)`.
-`--dispatch` instead times SparseLinear forced onto gathers and onto dense blocks at densities 1/8 to
-7/8 against nn.Linear: the measurement behind DENSE_DISPATCH_DENSITY.
+One step = forward + input gradient + weight gradient (+ bias) at batch 256, random patterns, of:
+- `sparse`: SparseLinear as it runs (the native CPU kernels of predsparse.nn.native, Triton on CUDA;
+  dense blocks from DENSE_DISPATCH_DENSITY up);
+- `torch gathers`: SparseLinear on its torch formulations (what runs where the native kernels are not
+  built: embedding_bag + sampled_addmm), CPU only;
+- `dense`: nn.Linear (the yardstick), `masked`: MaskedLinear (a dense weight times a 0/1 mask, what the
+  authors' Keras code and torch.nn.utils.prune do), `csr`: the weights as a torch.sparse CSR matrix;
+- `sparseprop`: SparseProp's SparseLinear (`pip install pybind11 && pip install --no-build-isolation
+  sparseprop`, AVX2 CPUs), a column of its own where it is installed.
+The default cases are the targets of the throughput issue: 1024x1024 at 0.78 / 6.25 / 25 %, 4096x4096
+at 0.78 / 6.25 %, the Morse junctions 64->1024 and 1024->64 at 12.5 %. `--sweep` times 4096->512,
+1024->1024 and 4096->4096 at 0.2 % to 50 % instead; `--dispatch` SparseLinear forced onto gathers and
+onto dense blocks at 1/8 to 7/8 (the measurement behind DENSE_DISPATCH_DENSITY).
 
 Times are the minimum over interleaved rounds (every round times each method once, after an untimed step
-of the same method, dense included, so a noisy neighbour on a shared CPU slows all methods alike); the speed-up of a method is dense's best time
-over its own, both from this run. On a CPU shared with other jobs, `--threads 1 --cpu-time` times by the
-process's CPU time, which other processes do not inflate. The peak extra memory of a step (everything it allocates beyond the
-layer and its input) is measured on the CPU in a child process whose malloc returns every freed block
-above 64 KiB to the system, so the peak resident set size of the step is exact; on CUDA it is the peak
-of torch's allocator. Writes results/benchmarks/sparse_linear[_dispatch][_cuda_<dtype>].csv and .png
-(log-log time vs density per layer, with dense and the ideal dense x density line), and prints the
-issue's targets with the values reached.
+of the same method, so a noisy neighbour slows all methods alike); a speed-up is dense's best time over
+the method's, both from this run. The machine's limits are measured in the same run: its dense GEMM
+rate (an sgemm of the 4096x4096 step's shape) and its memory bandwidth (a 256 MiB copy). A step needs at
+least 6 B nnz FLOPs and 12 B (N_i + N_{i+1}) + 36 nnz bytes (x, y, both gradients; weights, indices and
+the weight gradient), so its limit is the larger of FLOPs / GEMM rate and bytes / bandwidth, and
+`share_of_limit` = limit / time. Peak extra memory of a step (everything it allocates beyond the layer
+and its input) is measured on the CPU in a child process whose malloc returns every freed block above
+64 KiB to the system, so the peak resident set size is exact; on CUDA it is the peak of torch's
+allocator. `--threads 1 --cpu-time` times by the process's CPU time, for a CPU shared with other jobs.
 
-    python benchmarks/sparse_linear.py               # full sweep on the CPU (minutes)
-    python benchmarks/sparse_linear.py --quick       # 1024->1024 and 4096->512 at 0.8 %, 6.25 %, 25 %
+Writes results/benchmarks/sparse_linear[_sweep|_dispatch][_cuda_<dtype>].csv and .png and prints each
+target with the value reached; `--markdown CSV` prints the README's table of such a CSV.
+
+    python benchmarks/sparse_linear.py               # the issue's cases (minutes)
+    python benchmarks/sparse_linear.py --quick       # 1024x1024 and the Morse junctions, 3 rounds
+    python benchmarks/sparse_linear.py --markdown results/benchmarks/sparse_linear.csv
+    python benchmarks/sparse_linear.py --sweep       # density sweep, three layers
     python benchmarks/sparse_linear.py --dispatch    # gathers vs dense blocks, 1/8 to 7/8
-    python benchmarks/sparse_linear.py --feature-major   # x and grad_y as inside a stack of sparse layers
-    python benchmarks/sparse_linear.py --threads 1 --cpu-time   # ratios on a busy shared CPU
     python benchmarks/sparse_linear.py --device cuda --dtype bfloat16
 """
 
@@ -49,24 +55,32 @@ import torch
 from torch import nn
 
 from predsparse.io import atomic_path, atomic_savefig
-from predsparse.nn import MaskedLinear, SparseLinear, functional
+from predsparse.nn import MaskedLinear, SparseLinear, functional, native
 from predsparse.patterns import generate_pattern, valid_fanouts
 
-LAYERS = [(4096, 512), (1024, 1024), (4096, 4096)]
-DENSITIES = [0.002, 0.004, 0.008, 0.016, 0.03125, 0.0625, 0.125, 0.25, 0.5]
-QUICK_LAYERS = [(1024, 1024), (4096, 512)]
-QUICK_DENSITIES = [0.008, 0.0625, 0.25]
+# (N_i, N_{i+1}, density, the issue's target speed-up over dense of SparseLinear's step)
+CASES = [
+    (1024, 1024, 0.0078125, 25.0), (1024, 1024, 0.0625, 6.0), (1024, 1024, 0.25, 1.5),
+    (4096, 4096, 0.0078125, 40.0), (4096, 4096, 0.0625, 8.0),
+    (64, 1024, 0.125, 3.0), (1024, 64, 0.125, 3.0),
+]
+QUICK_CASES = [case for case in CASES if case[0] * case[1] <= 1024 * 1024]
+SWEEP_LAYERS = [(4096, 512), (1024, 1024), (4096, 4096)]
+SWEEP_DENSITIES = [0.002, 0.004, 0.008, 0.016, 0.03125, 0.0625, 0.125, 0.25, 0.5]
+DISPATCH_LAYERS = [(1024, 1024), (4096, 512)]
 DISPATCH_DENSITIES = [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875]
-# method -> (layer built, DENSE_DISPATCH_DENSITY forced during its steps, or None for the rule)
+SPARSEPROP_TARGET = 2.0  # SparseLinear at least this much faster than SparseProp at every density <= 25 %
+# method -> (layer built, DENSE_DISPATCH_DENSITY forced during its steps or None, native kernels allowed)
 METHODS = {
-    "sparse": ("sparse", None),
-    "dense": ("dense", None),
-    "masked": ("masked", None),
-    "csr": ("csr", None),
-    "gathers": ("sparse", math.inf),
-    "dense blocks": ("sparse", 0.0),
+    "sparse": ("sparse", None, True),
+    "torch gathers": ("sparse", math.inf, False),
+    "dense": ("dense", None, True),
+    "masked": ("masked", None, True),
+    "csr": ("csr", None, True),
+    "sparseprop": ("sparseprop", None, True),
+    "gathers": ("sparse", math.inf, True),
+    "dense blocks": ("sparse", 0.0, True),
 }
-SWEEP_METHODS = ("sparse", "dense", "masked", "csr")
 DISPATCH_METHODS = ("gathers", "dense blocks", "dense")
 MMAP_THRESHOLD = "65536"
 
@@ -105,23 +119,42 @@ def build(kind: str, n_in: int, n_out: int, fo: int, device, dtype) -> nn.Module
     masked = MaskedLinear(n_in, n_out, sparse.adjacency()).to(device, dtype)
     with torch.no_grad():
         masked.weight.copy_(sparse.dense_weight())
+    if kind == "sparseprop":  # the same connections and weights in SparseProp's CSR layer
+        from sparseprop.modules.linear import SparseLinear as SparsePropLinear
+
+        dense = nn.Linear(n_in, n_out)
+        with torch.no_grad():
+            dense.weight.copy_(sparse.dense_weight())
+            dense.bias.copy_(sparse.bias)
+        return SparsePropLinear.from_dense(dense)
     return masked
+
+
+def sparseprop_available(device) -> bool:
+    if device.type != "cpu":
+        return False
+    try:
+        import sparseprop.modules.linear  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def make_step(method: str, n_in, n_out, fo, x: torch.Tensor, grad_y: torch.Tensor):
     """A training step of `method`: forward, then the gradients of the input and of every parameter."""
-    kind, forced = METHODS[method]
+    kind, forced, native_allowed = METHODS[method]
     layer = build(kind, n_in, n_out, fo, x.device, x.dtype)
     params = [x, *layer.parameters()]
     rule = functional.DENSE_DISPATCH_DENSITY
 
     def step():
-        saved = rule.get(x.device.type, math.inf)
+        saved, built = rule.get(x.device.type, math.inf), native.AVAILABLE
         rule[x.device.type] = saved if forced is None else forced
+        native.AVAILABLE = built and native_allowed
         try:
             torch.autograd.grad(layer(x), params, grad_y)
         finally:
-            rule[x.device.type] = saved
+            rule[x.device.type], native.AVAILABLE = saved, built
 
     return step
 
@@ -196,10 +229,33 @@ def measure_memory(configs: list[tuple], device, dtype, feature_major) -> list[i
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(methods, layers, densities, batch, rounds, device, dtype, feature_major, clock) -> list[dict]:
+def measure_limits(device, dtype) -> dict[str, float]:
+    """The machine's dense GEMM rate (GFLOP/s, an sgemm of the 4096x4096 step's shape: (256 x 4096) @
+    (4096 x 4096)) and memory bandwidth (GB/s, bytes read + written by a 256 MiB copy), best of 5."""
+    a = torch.randn(256, 4096, device=device, dtype=dtype)
+    b = torch.randn(4096, 4096, device=device, dtype=dtype)
+    src = torch.empty(64 * 2**20, device=device, dtype=torch.float32).fill_(1.0)
+    dst = torch.empty_like(src)
+    gemm = copy = math.inf
+    for _ in range(5):
+        gemm = min(gemm, timed(lambda: a @ b, device))
+        copy = min(copy, timed(lambda: dst.copy_(src), device))
+    return {"gemm_gflops": round(2 * 256 * 4096 * 4096 / gemm / 1e6, 1),
+            "bandwidth_gbs": round(2 * src.numel() * 4 / copy / 1e6, 1)}
+
+
+def step_limit_ms(n_in: int, n_out: int, nnz: int, batch: int, limits: dict) -> float:
+    """The least time of a step: 6 B nnz FLOPs at the GEMM rate, or its least bytes at the bandwidth."""
+    flops = 6 * batch * nnz
+    least_bytes = 12 * batch * (n_in + n_out) + 36 * nnz
+    return max(flops / limits["gemm_gflops"] / 1e6, least_bytes / limits["bandwidth_gbs"] / 1e6)
+
+
+def run(methods, cases, batch, rounds, device, dtype, feature_major, clock, limits) -> list[dict]:
+    """Rows of the CSV for every (N_i, N_{i+1}, density) case and method."""
     rows = []
-    for n_in, n_out in layers:
-        fanouts = sorted({nearest_fanout(n_in, n_out, d) for d in densities})
+    for n_in, n_out in dict.fromkeys((c[0], c[1]) for c in cases):
+        fanouts = sorted({nearest_fanout(n_in, n_out, c[2]) for c in cases if c[:2] == (n_in, n_out)})
         configs = [(m, n_in, n_out, fo, batch) for fo in fanouts for m in methods]
         peak = dict(zip(configs, measure_memory(configs, device, dtype, feature_major)))
         times = {
@@ -208,50 +264,80 @@ def run(methods, layers, densities, batch, rounds, device, dtype, feature_major,
         }
         dense_ms = sorted(t for fo in fanouts for t in times[fo]["dense"])  # dense does not depend on fo
         for fo in fanouts:
+            fi = n_in * fo // n_out
+            limit = step_limit_ms(n_in, n_out, n_out * fi, batch, limits)
             for method in methods:
                 ms = dense_ms if method == "dense" else sorted(times[fo][method])
                 rows.append({
                     "device": device.type, "dtype": str(dtype).split(".")[1], "threads": torch.get_num_threads(),
                     "clock": clock.__name__, "layout": "feature-major" if feature_major else "row-major",
-                    "n_in": n_in, "n_out": n_out, "batch": batch, "fo": fo, "fi": n_in * fo // n_out,
+                    "kernels": native.STATUS if device.type == "cpu" else device.type,
+                    "n_in": n_in, "n_out": n_out, "batch": batch, "fo": fo, "fi": fi,
                     "density": fo / n_out, "method": method, "min_ms": round(ms[0], 4),
                     "median_ms": round(ms[len(ms) // 2], 4), "rounds": len(ms),
                     "speedup_vs_dense": round(dense_ms[0] / ms[0], 3),
                     "peak_extra_mib": round(peak[(method, n_in, n_out, fo, batch)] / 2**20, 3),
+                    "limit_ms": round(limit, 4), "share_of_limit": round(limit / ms[0], 3), **limits,
                 })
                 r = rows[-1]
-                print(f"{n_in}->{n_out} density {r['density']:.4f} (fo={fo}, fi={r['fi']}) {method:>12}: "
+                print(f"{n_in}->{n_out} density {r['density']:.4f} (fo={fo}, fi={fi}) {method:>13}: "
                       f"{r['min_ms']:9.3f} ms  x{r['speedup_vs_dense']:6.2f} vs dense  "
-                      f"peak extra {r['peak_extra_mib']:8.2f} MiB", flush=True)
+                      f"peak extra {r['peak_extra_mib']:8.2f} MiB  {r['share_of_limit']:6.1%} of limit", flush=True)
     return rows
 
 
-def report_targets(table: pd.DataFrame) -> None:
-    """The issue's targets for SparseLinear, with the values this run reached."""
-    for (n_in, n_out), layer in table.groupby(["n_in", "n_out"]):
-        sparse = layer[layer.method == "sparse"].set_index("density")
-        for goal, wanted in ((0.008, 10.0), (0.0625, 3.0), (0.25, 1.0)):
-            density = min(sparse.index, key=lambda d: abs(math.log(d / goal)))
-            if abs(math.log(density / goal)) > 0.3 or (goal == 0.008 and n_in != n_out):
-                continue  # not in this sweep, or no target (0.8 %: square layers only)
-            got = sparse.loc[density, "speedup_vs_dense"]
-            print(f"target {n_in}->{n_out} at {density:.2%}: >= {wanted:g}x dense: {got:.2f}x "
-                  f"{'ok' if got >= wanted else 'MISSED'}")
-        low = layer[layer.density <= 0.25].pivot_table(index="density", columns="method", values="min_ms")
-        for rival in ("masked", "csr"):
-            slower = low[low["sparse"] >= low[rival]].index.tolist()
-            print(f"target {n_in}->{n_out} faster than {rival} at every density <= 25 %: "
-                  + ("ok" if not slower else f"MISSED at {', '.join(f'{d:.2%}' for d in slower)}"))
-        memory = layer.pivot_table(index="density", columns="method", values="peak_extra_mib")
-        above = memory[memory["sparse"] > memory["dense"]].index.tolist()
-        print(f"target {n_in}->{n_out} peak extra memory never above dense's "
-              f"(max sparse/dense {(memory['sparse'] / memory['dense']).max():.2f}): "
-              + ("ok" if not above else f"MISSED at {', '.join(f'{d:.2%}' for d in above)}"))
+def report_targets(table: pd.DataFrame, cases) -> list[str]:
+    """The issue's targets for SparseLinear, each with the value this run reached ('ok' or 'MISSED')."""
+    lines = []
+    sparse = table[table.method == "sparse"]
+    for n_in, n_out, density, wanted in cases:
+        row = sparse[(sparse.n_in == n_in) & (sparse.n_out == n_out)]
+        row = row.iloc[(row.density - density).abs().argsort()].iloc[0]
+        got = row.speedup_vs_dense
+        lines.append(f"target {n_in}->{n_out} at {row.density:.2%}: >= {wanted:g}x dense: {got:.2f}x "
+                     f"{'ok' if got >= wanted else 'MISSED'}")
+    low = table[table.density <= 0.25].pivot_table(index=["n_in", "n_out", "density"], columns="method",
+                                                   values="min_ms")
+    for rival, factor in (("sparseprop", SPARSEPROP_TARGET), ("masked", 1.0), ("csr", 1.0)):
+        if rival in low:
+            ratio = low[rival] / low["sparse"]
+            short = [f"{n_in}->{n_out} {d:.2%} ({r:.2f}x)" for (n_in, n_out, d), r in ratio.items() if r < factor]
+            lines.append(f"target >= {factor:g}x {rival} at every density <= 25 % (min {ratio.min():.2f}x): "
+                         + ("ok" if not short else "MISSED at " + ", ".join(short)))
+    memory = table.pivot_table(index=["n_in", "n_out", "density"], columns="method", values="peak_extra_mib")
+    above = [f"{n_in}->{n_out} {d:.2%}" for (n_in, n_out, d), row in memory.iterrows() if row["sparse"] > row["dense"]]
+    lines.append(f"target peak extra memory never above dense's (max sparse/dense "
+                 f"{(memory['sparse'] / memory['dense']).max():.2f}): " + ("ok" if not above else "MISSED at "
+                                                                            + ", ".join(above)))
+    return lines
 
 
-def plot(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
+def markdown(table: pd.DataFrame) -> str:
+    """The README's table of a benchmark CSV: per case, each method's step time and SparseLinear's ratios."""
+    first = table.iloc[0]
+    methods = [m for m in ("dense", "sparse", "torch gathers", "sparseprop", "masked", "csr") if m in set(table.method)]
+    lines = [f"{first['device']}, {first['threads']} threads, batch {first['batch']}, {first['dtype']}, "
+             f"{first['layout']} x; dense GEMM {first['gemm_gflops']:g} GFLOP/s, memory {first['bandwidth_gbs']:g} GB/s "
+             f"(measured in the same run); {first['kernels']}", "",
+             "| layer | density | " + " | ".join(f"{m} ms" for m in methods)
+             + " | sparse vs dense | sparse vs sparseprop | share of limit | peak MiB sparse / dense |",
+             "|---|---|" + "---|" * (len(methods) + 4)]
+    for (n_in, n_out, density), case in table.groupby(["n_in", "n_out", "density"], sort=False):
+        get = case.set_index("method")
+        prop = (f"{get.min_ms['sparseprop'] / get.min_ms['sparse']:.2f}x" if "sparseprop" in get.index else "-")
+        lines.append(f"| {n_in}x{n_out} | {density:.2%} | " + " | ".join(f"{get.min_ms[m]:.3f}" for m in methods)
+                     + f" | {get.speedup_vs_dense['sparse']:.2f}x | {prop} | {get.share_of_limit['sparse']:.0%} | "
+                     f"{get.peak_extra_mib['sparse']:.2f} / {get.peak_extra_mib['dense']:.2f} |")
+    return "\n".join(lines) + "\n"
 
+
+def plot(table: pd.DataFrame, path: Path) -> bool:
+    """Log-log step time against density per layer (False, and a note, where matplotlib is missing)."""
+    try:
+        import matplotlib
+    except ImportError:  # the GPU image has no matplotlib: the CSV is the result, the figure is optional
+        print(f"matplotlib is not installed: {path} not drawn")
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -265,6 +351,9 @@ def plot(table: pd.DataFrame, path: Path) -> None:
         dense = layer[layer.method == "dense"].min_ms.min()
         densities = sorted(layer.density.unique())
         ax.plot(densities, [dense * d for d in densities], ":", color="grey", label="ideal (dense x density)")
+        if "limit_ms" in layer:
+            limit = layer[layer.method == "sparse"]
+            ax.plot(limit.density, limit.limit_ms, "v", color="grey", label="machine limit")
         ax.set(xscale="log", yscale="log", xlabel="density fi / N_i", ylabel="ms per step (fwd + bwd)",
                title=f"{n_in} -> {n_out}, batch {layer.batch.iloc[0]}")
         ax.grid(True, which="both", alpha=0.3)
@@ -274,16 +363,20 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
+    return True
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 layers, 3 densities, 3 rounds")
+    parser.add_argument("--quick", action="store_true", help="1024x1024 and the Morse junctions, 3 rounds")
+    parser.add_argument("--sweep", action="store_true", help="three layers at densities 0.2 %% to 50 %%")
     parser.add_argument("--dispatch", action="store_true", help="gathers vs dense blocks (DENSE_DISPATCH_DENSITY)")
+    parser.add_argument("--markdown", type=Path, metavar="CSV", help="print the Markdown table of a CSV of this "
+                        "benchmark (the README's speed table) and exit")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--rounds", type=int, help="timed rounds per density (default 5, --quick 3)")
+    parser.add_argument("--rounds", type=int, help="timed rounds per case (default 5, --quick 3)")
     parser.add_argument("--feature-major", action="store_true",
                         help="x and grad_y feature-major, as inside a stack of SparseLinear layers (default: "
                         "row-major, as a layer fed by data and a loss sees them)")
@@ -294,6 +387,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)  # internal: JSON configs, CPU child
     args = parser.parse_args(argv)
+    if args.markdown:
+        if not args.markdown.is_file():
+            parser.error(f"--markdown {args.markdown}: no such file; run the benchmark first")
+        sys.stdout.write(markdown(pd.read_csv(args.markdown)))
+        return 0
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
     if args.memory_probe:
@@ -308,22 +406,31 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.cpu_time and (device.type != "cpu" or torch.get_num_threads() != 1):
         parser.error("--cpu-time needs --device cpu --threads 1 (CPU time of several threads is not a duration)")
-    layers = QUICK_LAYERS if args.quick else LAYERS
-    densities = DISPATCH_DENSITIES if args.dispatch else QUICK_DENSITIES if args.quick else DENSITIES
-    methods = DISPATCH_METHODS if args.dispatch else SWEEP_METHODS
+    if args.dispatch:
+        cases = [(n_in, n_out, d, None) for n_in, n_out in DISPATCH_LAYERS for d in DISPATCH_DENSITIES]
+        methods = DISPATCH_METHODS
+    else:
+        cases = ([(n_in, n_out, d, None) for n_in, n_out in SWEEP_LAYERS for d in SWEEP_DENSITIES] if args.sweep
+                 else QUICK_CASES if args.quick else CASES)
+        methods = ("dense", "sparse") + (("torch gathers",) if device.type == "cpu" else ()) \
+            + (("sparseprop",) if sparseprop_available(device) else ()) + ("masked", "csr")
     rounds = args.rounds or (3 if args.quick else 5)
     clock = time.process_time if args.cpu_time else time.perf_counter
-    table = pd.DataFrame(run(methods, layers, densities, args.batch, rounds, device, dtype, args.feature_major, clock))
+    limits = measure_limits(device, dtype)
+    print(f"machine: dense GEMM {limits['gemm_gflops']} GFLOP/s, memory {limits['bandwidth_gbs']} GB/s; "
+          f"{native.STATUS if device.type == 'cpu' else device}", flush=True)
+    table = pd.DataFrame(run(methods, cases, args.batch, rounds, device, dtype, args.feature_major, clock, limits))
     if not args.dispatch:
-        report_targets(table)
-    name = "sparse_linear" + ("_dispatch" if args.dispatch else "")
+        for line in report_targets(table, [c for c in cases if c[3] is not None]):
+            print(line)
+    name = "sparse_linear" + ("_dispatch" if args.dispatch else "_sweep" if args.sweep else "")
     name += "" if (device.type, args.dtype) == ("cpu", "float32") else f"_{device.type}_{args.dtype}"
     name += "_feature_major" if args.feature_major else ""
     name += "_cputime" if args.cpu_time else ""
     with atomic_path(args.out / f"{name}.csv") as tmp:
         table.to_csv(tmp, index=False)
-    plot(table, args.out / f"{name}.png")
-    print(f"wrote {args.out / name}.csv and .png")
+    drawn = plot(table, args.out / f"{name}.png")
+    print(f"wrote {args.out / name}.csv" + (" and .png" if drawn else ""))
     return 0
 
 
