@@ -359,3 +359,21 @@ def test_layers_from_pattern_runs_constant_fan_in_csr_on_sparse_linear():
     assert torch.equal(layer.fan_in_index, torch.from_numpy(index).int())
     (masked,) = layers_from_pattern(pattern, masked=True)
     assert isinstance(masked, MaskedLinear) and masked.mask.sum() == 48
+
+
+def test_readme_speed_table_is_the_committed_benchmark_csv():
+    """The README's speed table cannot drift from the benchmark's output: it is its --markdown rendering."""
+    import importlib.util
+    from pathlib import Path
+
+    import pandas as pd
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_sparse_linear", repo / "benchmarks/sparse_linear.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    table = bench.markdown(pd.read_csv(repo / "benchmarks/measured/sparse_linear_cpu.csv"))
+    readme = (repo / "README.md").read_text()
+    start = readme.index("<!-- speed table:")
+    block = readme[readme.index("\n", start) + 1:readme.index("<!-- end of speed table -->")]
+    assert block == table

@@ -42,10 +42,10 @@ def _history(out) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in rundir.read_history(out / rundir.HISTORY)]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_grouped_runs_equal_their_single_runs_bit_for_bit(setting, tmp_path, threads):
+@pytest.mark.parametrize("threads, batch_size", [(1, 100), (2, 100), (1, 10)])  # 10: x under the weights' count
+def test_grouped_runs_equal_their_single_runs_bit_for_bit(setting, tmp_path, threads, batch_size):
     _, spec = setting
-    specs = [spec(seed) for seed in (0, 1, 2)]
+    specs = [spec(seed, batch_size=batch_size, epochs=3 if batch_size == 100 else 1) for seed in (0, 1, 2)]
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -30,6 +30,11 @@ runs the three products on a `Backend` chosen by `backend_for`:
   despite their 1/density times more work. They read x and grad_y in any layout (no transposes), and
   blocks of 1/16 of the matrix keep the step's memory below nn.Linear's up to a density of about 3/4.
 
+Fused (native kernels only): the bias is added in the forward's store and its gradient summed while the
+weight gradient reads grad_y; with `input_relu` a junction reads its input through a ReLU and returns the
+input gradient already masked by it, so a hidden layer's activation costs no pass of its own.
+`StackedSparseLinearFunction` runs R junctions of one shape (R runs trained together) in one call.
+
 Layout: the gathers read feature-major (N, B) tensors, whose gathered rows are contiguous runs of the
 batch. The output is returned as the (B, N_{i+1}) transpose of such a tensor, and an input that already is
 such a transpose (the output of a previous SparseLinear, through element-wise activations) is used without
@@ -128,15 +133,21 @@ def _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_po
     return grad_x_t
 
 
-def _native_weight_grad(grad_y_t, x, fan_in_index, input_relu: bool, bias_grad: bool):
+def _native_weight_grad(grad_y_t, x, fan_in_index, input_relu: bool, bias_grad: bool,
+                        quarters: bool | None = None):
     """(grad_w, grad_b or None) for x batch-major (B, N_i) (a feature-major one is a transpose) or a stack
-    of feature-major (R, N_i, B) ones. One pass over the batch sums the bias gradient too."""
+    of feature-major (R, N_i, B) ones. The batch is summed whole, or over quarters (`_quarters`; for a
+    stack, where `quarters` says: as its single layers would), the bias gradient in the same pass."""
     batch = grad_y_t.shape[-1]
-    rows = _quarters(batch, x) if x.dim() == 2 else [slice(0, batch)]
-    sums = grad_y_t.new_empty(grad_y_t.shape[:-1]) if bias_grad and len(rows) == 1 else None
+    if x.dim() == 3:
+        step = -(-batch // 4) if quarters else batch
+        parts = [slice(start, start + step) for start in range(0, batch, step)]
+    else:
+        parts = _quarters(batch, x)
+    sums = grad_y_t.new_empty(grad_y_t.shape[:-1]) if bias_grad and len(parts) == 1 else None
     dots = None
-    for part in rows:
-        x_t = x.t() if x.dim() == 2 and len(rows) == 1 else _transposed(x[part]) if x.dim() == 2 else x
+    for part in parts:
+        x_t = x[..., part] if x.dim() == 3 else x.t() if len(parts) == 1 else _transposed(x[part])
         dots = native.connection_dots(grad_y_t[..., part], x_t, fan_in_index, dots, accumulate=True,
                                       relu_src=input_relu, row_sums=sums)
     if bias_grad and sums is None:
@@ -292,24 +303,10 @@ class StackedSparseLinearFunction(torch.autograd.Function):
             grad_x_t = _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position,
                                           x_t if ctx.input_relu else None)
         if ctx.needs_input_grad[1]:
-            if weight[0].numel() >= x_t[0].numel():  # where the single layer sums over quarters (row-major x)
-                grad_w = _stacked_quarters(grad_y_t, x_t, fan_in_index, ctx.input_relu)
-                grad_b = grad_y_t.sum(2)
-            else:
-                grad_w, grad_b = _native_weight_grad(grad_y_t, x_t, fan_in_index, ctx.input_relu, True)
+            # Summed over quarters where the single layer keeps a row-major x: x does not outnumber the weights.
+            grad_w, grad_b = _native_weight_grad(grad_y_t, x_t, fan_in_index, ctx.input_relu, True,
+                                                 quarters=weight[0].numel() >= x_t[0].numel())
         return grad_x_t, grad_w, grad_b, None, None, None, None
-
-
-def _stacked_quarters(grad_y_t, x_t, fan_in_index, input_relu: bool) -> torch.Tensor:
-    """The weight gradient of R stacked layers summed over the quarters a single layer would use."""
-    batch = grad_y_t.shape[-1]
-    step = -(-batch // 4)
-    dots = None
-    for start in range(0, batch, step):
-        part = slice(start, start + step)
-        dots = native.connection_dots(grad_y_t[..., part], x_t[..., part], fan_in_index, dots, accumulate=True,
-                                      relu_src=input_relu)
-    return dots
 
 
 def sparse_linear(
