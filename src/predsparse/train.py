@@ -267,6 +267,21 @@ def _load_checkpoint(path: Path, run_id: str, device: torch.device) -> dict | No
     return state
 
 
+def checkpoint_state(run_id: str, model: dict, optimizer: dict, best_model: dict | None, best_epoch: int,
+                     history: list[dict], shuffle: torch.Tensor, rng: torch.Tensor) -> dict:
+    """What a checkpoint holds (`_CHECKPOINT_KEYS`; a method's runs add "method"), alone or in a group."""
+    return {"format": CHECKPOINT_FORMAT, "run_id": run_id, "model": model, "optimizer": optimizer,
+            "best_model": best_model, "best_epoch": best_epoch, "history": history,
+            "rng": {"shuffle": shuffle, "torch": rng}}
+
+
+def finished_metrics(info: dict, spec: RunSpec, history: list[dict], best_epoch: int, test_loss: float,
+                     test_acc: float, wall_time_s: float) -> dict:
+    """metrics.json of a finished run: its info, its summary, its test figures and wall time."""
+    return {**info, "status": "finished", **_summarise(history, best_epoch), "epochs": spec.epochs,
+            "test_loss": test_loss, "test_acc": test_acc, "wall_time_s": wall_time_s}
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -379,9 +394,8 @@ def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:
             best_epoch = epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         _save_checkpoint(out_dir / rundir.CHECKPOINT, {
-            "format": CHECKPOINT_FORMAT, "run_id": run_id, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "best_model": best_state, "best_epoch": best_epoch,
-            "history": history, "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()},
+            **checkpoint_state(run_id, model.state_dict(), optimizer.state_dict(), best_state, best_epoch, history,
+                               shuffle.get_state(), torch.get_rng_state()),
             **({"method": controller.state_dict()} if controller else {})})
         rundir.write_history(out_dir / rundir.HISTORY, history)
         progress.epoch(row)
@@ -396,9 +410,8 @@ def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:
         final.save(out_dir / rundir.FINAL_PATTERN)
         info = {**run_info(spec, final, model, device),
                 "initial": {"pattern": info["pattern"], "scatter": info["scatter"]}}
-    metrics = {**info, "status": "finished", **_summarise(history, best_epoch), "epochs": spec.epochs,
-               "test_loss": test_loss, "test_acc": test_acc,
-               "wall_time_s": elapsed + time.perf_counter() - started}
+    metrics = finished_metrics(info, spec, history, best_epoch, test_loss, test_acc,
+                               elapsed + time.perf_counter() - started)
     write_curves(history, out_dir / rundir.CURVES)
     (out_dir / rundir.FAILURE).unlink(missing_ok=True)
     atomic_write_json(out_dir / rundir.METRICS, metrics)

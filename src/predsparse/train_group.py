@@ -36,9 +36,8 @@ from predsparse.nn.models import PatternNet, build_model
 from predsparse.nn.stacked import StackedConnectedLayers, stackable
 from predsparse.patterns import load_pattern
 from predsparse.spec import GROUP_FREE_KEYS, RunSpec
-from predsparse.train import (CHECKPOINT_FORMAT, _CHECK_EVERY, _load_checkpoint, _save_checkpoint,
-                              _summarise, evaluate, load_data, resolve_device, run_info, train_run,
-                              write_curves)
+from predsparse.train import (_CHECK_EVERY, Progress, _load_checkpoint, _save_checkpoint, checkpoint_state, evaluate,
+                              finished_metrics, load_data, resolve_device, run_info, train_run, write_curves)
 
 @dataclass
 class _Member:
@@ -226,15 +225,11 @@ def _train_stacked(members: list[_Member], data: dict) -> list[dict | None]:
             if member.best_state is None or val_acc > member.history[member.best_epoch - 1]["val_acc"]:
                 member.best_epoch = epoch
                 member.best_state = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
-            _save_checkpoint(member.out_dir / rundir.CHECKPOINT, {
-                "format": CHECKPOINT_FORMAT, "run_id": member.spec.run_id(), "model": member.model.state_dict(),
-                "optimizer": _run_optimizer_state(optimizer, r), "best_model": member.best_state,
-                "best_epoch": member.best_epoch, "history": member.history,
-                "rng": {"shuffle": member.shuffle.get_state(), "torch": member.rng}})
+            _save_checkpoint(member.out_dir / rundir.CHECKPOINT, checkpoint_state(
+                member.spec.run_id(), member.model.state_dict(), _run_optimizer_state(optimizer, r),
+                member.best_state, member.best_epoch, member.history, member.shuffle.get_state(), member.rng))
             rundir.write_history(member.out_dir / rundir.HISTORY, member.history)
-            print(f"{member.spec.run_name} epoch {epoch}/{spec.epochs} train_loss {row['train_loss']:.4f} "
-                  f"train_acc {row['train_acc']:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} "
-                  f"(group of {size}, {row['wall_time_s']:.1f} s)", flush=True)
+            Progress(member.spec.run_name, spec.epochs, batches).epoch(row)
             if member.tracker:
                 member.tracker.log_epoch(row)
     return [None if m.failed else _finish(m, data, size) for m in members]
@@ -255,9 +250,8 @@ def _finish(member: _Member, data: dict, size: int) -> dict:
     started = time.perf_counter()
     member.model.load_state_dict(member.best_state)
     test_loss, test_acc = evaluate(member.model, data["xte"], data["yte"])
-    metrics = {**member.info, "status": "finished", **_summarise(member.history, member.best_epoch),
-               "epochs": member.spec.epochs, "test_loss": test_loss, "test_acc": test_acc,
-               "wall_time_s": member.history[-1]["wall_time_s"] + time.perf_counter() - started,
+    metrics = {**finished_metrics(member.info, member.spec, member.history, member.best_epoch, test_loss, test_acc,
+                                  member.history[-1]["wall_time_s"] + time.perf_counter() - started),
                "group": {"runs": size, "stacked": True, "kernels": native.STATUS}}
     write_curves(member.history, member.out_dir / rundir.CURVES)
     (member.out_dir / rundir.FAILURE).unlink(missing_ok=True)
