@@ -377,3 +377,21 @@ def test_readme_speed_table_is_the_committed_benchmark_csv():
     start = readme.index("<!-- speed table:")
     block = readme[readme.index("\n", start) + 1:readme.index("<!-- end of speed table -->")]
     assert block == table
+
+
+def test_without_the_native_build_the_layer_says_so_and_still_trains(tmp_path):
+    """A source tree whose install found no compiler (no _native*.so): one clear status, torch formulations."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    shutil.copytree(src, tmp_path / "src", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    code = ("import torch; from predsparse.nn import native, SparseLinear; "
+            "layer = SparseLinear(8, 4, [[0, 1], [2, 3], [4, 5], [6, 7]]); "
+            "layer(torch.randn(3, 8), input_relu=True).sum().backward(); "
+            "print(native.AVAILABLE, native.STATUS)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"}, check=True)
+    assert done.stdout.startswith("False native CPU kernels not built") and "C compiler" in done.stdout

@@ -12,16 +12,22 @@ the native ones, why (no compiler at install time, a build for another Python, .
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 
-try:
-    from predsparse.nn import _native
-except ImportError as exc:  # not built: the install found no C compiler, or the source tree is not installed
+_HOW = "reinstall with a C compiler (`pip install -e .` runs gcc) for the fast CPU path"
+if importlib.util.find_spec("predsparse.nn._native") is None:  # the install found no compiler
     _native = None
-    STATUS = (f"native CPU kernels not built ({exc}); using torch formulations. Reinstall with a C compiler "
-              "(`pip install -e .` runs gcc) for the fast CPU path")
+    STATUS = f"native CPU kernels not built (no predsparse/nn/_native*.so); using torch formulations; {_HOW}"
 else:
-    STATUS = "native CPU kernels (predsparse.nn._native)"
+    try:
+        from predsparse.nn import _native
+    except ImportError as exc:  # built, but not loadable here (another Python, a missing library)
+        _native = None
+        STATUS = f"native CPU kernels not loadable ({exc}); using torch formulations; {_HOW}"
+    else:
+        STATUS = f"native CPU kernels (predsparse.nn._native, {_native.ISA})"
 
 AVAILABLE = _native is not None
 
