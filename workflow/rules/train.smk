@@ -54,7 +54,7 @@ for group in PLAN.groups:
             [PLAN.metrics_path(run) for run in group.runs],
         params:
             run_ids=[run.spec.run_id() for run in group.runs],
-            runs=PLAN.train_args(group),
+            args=PLAN.train_args(group),
         log:
             f"{RESULTS}/logs/train/{group.id}.log",
         threads: group.runs[0].resources["threads"]
@@ -65,4 +65,4 @@ for group in PLAN.groups:
         conda:
             SOFTWARE
         shell:
-            "predsparse train {params.runs} > {log:q} 2>&1"
+            "predsparse train {params.args} > {log:q} 2>&1"

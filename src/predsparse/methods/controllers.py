@@ -141,12 +141,14 @@ class DynamicSparse(Controller):
         self.fraction = drop_fraction(self.method, step, self.total_steps)
         if self.fraction and self.method["name"] == "rigl":
             for i, layer in self._sparse_junctions():
-                self._hooks.append(layer.register_forward_hook(self._capture(i)))
+                self._hooks.append(layer.register_forward_hook(self._capture(i), with_kwargs=True))
 
     def _capture(self, i: int):
         """A forward hook keeping dL/dW = grad_y^T x of junction i's dense weight matrix for this step."""
-        def hook(module, inputs, output):
+        def hook(module, inputs, kwargs, output):
             x = inputs[0].detach().reshape(-1, module.in_features)
+            if kwargs.get("input_relu") or (len(inputs) > 1 and inputs[1]):  # a SparseLinear's fused ReLU
+                x = torch.relu(x)
 
             def on_grad(grad):
                 self.gradients[i] = grad.reshape(-1, module.out_features).t() @ x
