@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     if args.group > 1:  # the group's epochs run inside _train_stacked: steps are what the timed parts leave
         spent["steps"] = total - sum(v for part, v in spent.items() if part != "steps")
     spent["other"] = max(0.0, total - sum(spent.values()))
-    spent["imports"] = import_seconds() * args.group  # one interpreter per job, shared by its runs
+    spent["imports"] = import_seconds()  # one interpreter per job, shared by its runs
     label = f"{args.kernels}, {'alone' if args.group == 1 else f'group of {args.group}'}"
     rows = []
     for part in ("imports", "data", "setup", "mlflow_run", *PER_EPOCH, "final_files", "other"):

