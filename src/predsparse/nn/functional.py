@@ -26,7 +26,7 @@ runs the three products on a `Backend` chosen by `backend_for`:
   stays small.
 - Dense blocks, at densities fi / N_i from DENSE_DISPATCH_DENSITY up: BLAS products with blocks of
   rows of the scattered N_{i+1} x N_i weight matrix. Gathers reach only about a third of dense BLAS's
-  throughput per multiply-add, so from a density of about 0.4 (measured) the dense products are faster
+  throughput per multiply-add, so from a density of about 0.35 (measured) the dense products are faster
   despite their 1/density times more work. They read x and grad_y in any layout (no transposes), and
   blocks of 1/16 of the matrix keep the step's memory below nn.Linear's up to a density of about 3/4.
 
@@ -199,7 +199,9 @@ _triton_backend: Backend | None = None
 # Density fi / N_i from which a step runs on DENSE_BACKEND, per device type: where
 # `benchmarks/sparse_linear.py --dispatch` measured dense blocks faster than gathers. inf: never
 # (CUDA: not measured yet).
-DENSE_DISPATCH_DENSITY = {"cpu": 0.4, "cuda": math.inf}
+# CPU: gathers / dense blocks 0.82 at 1/4 and 1.06 at 3/8 (1024x1024), 0.66 and 1.22 (4096x512), with the
+# native kernels (benchmarks/measured/sparse_linear_dispatch_cpu.csv).
+DENSE_DISPATCH_DENSITY = {"cpu": 0.35, "cuda": math.inf}
 
 
 def backend_for(x: torch.Tensor, density: float) -> Backend:
