@@ -267,6 +267,16 @@ def _load_checkpoint(path: Path, run_id: str, device: torch.device) -> dict | No
     return state
 
 
+# What loading a checkpoint of another model (or a torn one) into a run's model and optimiser raises.
+RESTORE_ERRORS = (RuntimeError, ValueError, KeyError, TypeError)
+
+
+def checkpoint_misfit(path: Path, exc: Exception) -> TrainingError:
+    """The one-line error of a checkpoint that does not fit the run's model."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return TrainingError(f"checkpoint {path} does not fit this run's model ({reason}); delete it to restart the run")
+
+
 def checkpoint_state(run_id: str, model: dict, optimizer: dict, best_model: dict | None, best_epoch: int,
                      history: list[dict], shuffle: torch.Tensor, rng: torch.Tensor) -> dict:
     """What a checkpoint holds (`_CHECKPOINT_KEYS`; a method's runs add "method"), alone or in a group."""
@@ -352,10 +362,8 @@ def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:
             optimizer.load_state_dict(checkpoint["optimizer"])
             shuffle.set_state(checkpoint["rng"]["shuffle"])
             torch.set_rng_state(checkpoint["rng"]["torch"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:  # a checkpoint of another model or torn
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TrainingError(f"checkpoint {out_dir / rundir.CHECKPOINT} does not fit this run's model ({reason}); "
-                                f"delete it to restart the run") from None
+        except RESTORE_ERRORS as exc:
+            raise checkpoint_misfit(out_dir / rundir.CHECKPOINT, exc) from None
         history, best_epoch, best_state = checkpoint["history"], checkpoint["best_epoch"], checkpoint["best_model"]
     if controller:
         controller.attach(model, optimizer)

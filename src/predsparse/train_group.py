@@ -36,8 +36,10 @@ from predsparse.nn.models import PatternNet, build_model
 from predsparse.nn.stacked import StackedConnectedLayers, stackable
 from predsparse.patterns import load_pattern
 from predsparse.spec import GROUP_FREE_KEYS, RunSpec
-from predsparse.train import (_CHECK_EVERY, Progress, _load_checkpoint, _save_checkpoint, checkpoint_state, evaluate,
-                              finished_metrics, load_data, resolve_device, run_info, train_run, write_curves)
+from predsparse.train import (RESTORE_ERRORS, _CHECK_EVERY, Progress, _load_checkpoint, _save_checkpoint,
+                              checkpoint_misfit, checkpoint_state, evaluate, finished_metrics, load_data,
+                              resolve_device, run_info, train_run, write_curves)
+
 
 @dataclass
 class _Member:
@@ -72,10 +74,8 @@ def _member(spec: RunSpec, out_dir: Path, device: torch.device, track: bool) -> 
         try:
             model.load_state_dict(checkpoint["model"])
             member.shuffle.set_state(checkpoint["rng"]["shuffle"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TrainingError(f"checkpoint {out_dir / rundir.CHECKPOINT} does not fit this run's model ({reason}); "
-                                f"delete it to restart the run") from None
+        except RESTORE_ERRORS as exc:
+            raise checkpoint_misfit(out_dir / rundir.CHECKPOINT, exc) from None
         member.optimizer_state, member.rng = checkpoint["optimizer"], checkpoint["rng"]["torch"]
         member.history, member.best_epoch = checkpoint["history"], checkpoint["best_epoch"]
         member.best_state = checkpoint["best_model"]

@@ -71,17 +71,24 @@ class Backend(NamedTuple):
     fused: bool = False
 
 
+def fan_out_weights(weight: torch.Tensor, fan_out_position: torch.Tensor) -> torch.Tensor:
+    """The weights in fan-out order, weight.flat[fan_out_position], for one layer (2-D) or R stacked ones
+    (3-D); where fan-outs differ, padded slots read the zero appended here."""
+    lead = weight.shape[:-2]
+    flat = weight.reshape(*lead, -1)
+    if fan_out_position.shape[-1] * fan_out_position.shape[-2] > flat.shape[-1]:
+        flat = F.pad(flat, (0, 1))
+    if not lead:  # index_select takes the int32 index without an int64 copy of it
+        return flat.index_select(0, fan_out_position.reshape(-1)).view(fan_out_position.shape)
+    return torch.gather(flat, -1, fan_out_position.reshape(*lead, -1).long()).view(fan_out_position.shape)
+
+
 def gather_backend(gather_reduce: Callable, connection_dots: Callable) -> Backend:
     """The backend of two gather primitives (module docstring): the forward gathers over the fan-in index,
     the input gradient over the transposed fan-out index, with the weights taken in fan-out order."""
 
     def input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position):
-        flat = weight.reshape(-1)
-        if fan_out_position.numel() > flat.numel():  # fan-outs differ: padded slots read the zero appended here
-            flat = F.pad(flat, (0, 1))
-        # index_select takes the int32 index without an int64 copy of it.
-        transposed_weight = flat.index_select(0, fan_out_position.reshape(-1))
-        return gather_reduce(grad_y_t, fan_out_right, transposed_weight.view(fan_out_position.shape))
+        return gather_reduce(grad_y_t, fan_out_right, fan_out_weights(weight, fan_out_position))
 
     return Backend(lambda x_t, weight, fan_in_index: gather_reduce(x_t, fan_in_index, weight), input_grad, connection_dots)
 
@@ -121,11 +128,7 @@ def _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_po
                        relu_input: torch.Tensor | None) -> torch.Tensor:
     """grad_x_t, times the ReLU's gradient where `relu_input` (the layer's feature-major input, read through
     a ReLU) is given."""
-    lead = weight.shape[:-2]
-    flat = weight.reshape(*lead, -1)
-    if fan_out_position.shape[-1] * fan_out_position.shape[-2] > flat.shape[-1]:  # padded fan-outs read a zero
-        flat = F.pad(flat, (0, 1))
-    transposed = torch.gather(flat, -1, fan_out_position.reshape(*lead, -1).long()).view(fan_out_position.shape)
+    transposed = fan_out_weights(weight, fan_out_position)
     fused = relu_input is not None and relu_input.stride(-1) == 1
     grad_x_t = native.gather_reduce(grad_y_t, fan_out_right, transposed, mask=relu_input if fused else None)
     if relu_input is not None and not fused:

@@ -22,8 +22,9 @@ from predsparse.nn.sparse_linear import SparseLinear
 
 def stackable(models: list[nn.Module]) -> str | None:
     """None if `models` can train as one stack, else the reason they cannot."""
-    first = models[0]
-    if first.features is not None:
+    if not native.AVAILABLE:
+        return native.STATUS
+    if models[0].features is not None:
         return "a conv model (only connected layers stack)"
     shapes = []
     for model in models:
@@ -33,12 +34,10 @@ def stackable(models: list[nn.Module]) -> str | None:
                 return f"junction {type(layer).__name__} is not a SparseLinear with fixed fan-out (dense or masked)"
             if layer.bias is None or not native.supports(layer.weight) or layer.density >= \
                     functional.DENSE_DISPATCH_DENSITY["cpu"]:
-                return "a junction does not run on the native CPU gathers (device, dtype, density or no bias)"
+                return "a junction does not run on the native CPU gathers (its device, dtype, density or no bias)"
         shapes.append([tuple(layer.weight.shape) + (layer.in_features,) for layer in junctions])
     if any(s != shapes[0] for s in shapes):
         return "the runs' junction shapes differ"
-    if not native.AVAILABLE:
-        return native.STATUS
     return None
 
 

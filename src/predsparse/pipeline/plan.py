@@ -20,6 +20,7 @@ choices.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -238,7 +239,7 @@ class Plan:
     def metrics_path(self, run: Run) -> str:
         return f"{self.run_dir(run)}/{rundir.METRICS}"
 
-    @property
+    @functools.cached_property
     def groups(self) -> list["RunGroup"]:
         """The training jobs: runs that can train in one stacked step (same dataset file, model, net,
         fan-outs and hyper-parameters: `RunSpec.group_key`, on the CPU), at most
