@@ -5,6 +5,9 @@
 # prints the same table); each rule is a thin call of the `predsparse` CLI.
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/patterns.smk"
@@ -16,7 +19,7 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        f"{RESULTS}/report.md",
+        rules.report.output,  # report.md, report.html and every figure and table (see report.smk)
         f"{RESULTS}/mlflow_sync.done",
         [PLAN.scatter_path(pattern_id) for pattern_id in PLAN.patterns],
     default_target: True

@@ -122,7 +122,8 @@ def test_duplicate_study_in_yaml_is_refused(tmp_path):
 
 def test_schema_type_error_names_the_key():
     message = error_of(config(training={**config()["training"], "epochs": "ten"}))
-    assert message == "test.yaml: key 'training.epochs': 'ten' is not of type 'integer'"
+    assert message == ("test.yaml: key 'training.epochs': 'ten' is not valid: expected an integer >= 1, or a list "
+                       "of them (one run each)")
 
 
 def test_unknown_key_lists_the_valid_keys():
@@ -144,6 +145,51 @@ def test_bad_training_value_is_refused():
     cfg = config()
     cfg["training"]["init"] = "xavier"
     assert "training" in error_of(cfg) and "xavier" in error_of(cfg)
+
+
+def test_list_valued_training_keys_expand_to_the_grid():
+    cfg = config(training={**config()["training"], "lr": [0.05, 0.1]})
+    cfg["studies"]["fig3a_morse"]["training"] = {"batch_size": [32, 64, 128], "init": ["uniform", "he_dense"]}
+    runs = Plan(cfg, "test.yaml").runs
+    grid = [(r.spec.lr, r.spec.batch_size, r.spec.init) for r in runs]
+    assert grid == [(lr, b, i) for lr in (0.05, 0.1) for b in (32, 64, 128) for i in ("uniform", "he_dense")]
+    assert runs[0].name == "random_fo128-8_lr0.05_bs32_uniform_s0"
+    assert runs[-1].name == "random_fo128-8_lr0.1_bs128_he_dense_s0"
+    assert runs[-1].spec.extra["sweep"] == "lr=0.1,batch_size=128,init=he_dense"
+    assert len({r.spec.run_id() for r in runs}) == 12 and {r.spec.epochs for r in runs} == {2}
+
+
+def test_a_study_sweeps_variants_and_method_options():
+    study = {**morse_study({"kind": "random", "fanouts": [128, 8], "method": {"name": "set", "update_every": [5, 10]}}),
+             "variant": ["baseline", "paper2017"], "training": {"epochs": [2, 3]}}
+    runs = Plan(config({"s": study}), "test.yaml").runs
+    assert [r.name for r in runs[:3]] == ["set_fo128-8_ep2_baseline_ue5_s0", "set_fo128-8_ep2_baseline_ue10_s0",
+                                          "set_fo128-8_ep2_paper2017_ue5_s0"]
+    assert len(runs) == 8
+    assert {(r.spec.variant, r.spec.method["update_every"], r.spec.epochs) for r in runs} == {
+        (v, u, e) for v in ("baseline", "paper2017") for u in (5, 10) for e in (2, 3)}
+    assert len({r.spec.data for r in runs}) == 2  # one data file per variant
+
+
+def test_a_sweep_that_repeats_a_value_is_refused():
+    message = error_of(config(training={**config()["training"], "lr": [0.05, 0.05]}))
+    assert "key 'training.lr' [0.05, 0.05] repeats [0.05]" in message
+
+
+def test_snakemake_config_overrides_are_typed_and_named_in_errors(tmp_path):
+    from predsparse.pipeline.plan import plan_for_snakemake
+
+    # What Snakemake hands over for --config 'training={epochs: 3, lr: 1e-3, batch_size: [32, 64]}'.
+    given = {"training": {"epochs": "3", "lr": "1e-3", "batch_size": ["32", "64"]}}
+    cfg = config()
+    merged = {**cfg, "training": {**cfg["training"], **given["training"]}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    plan = plan_for_snakemake(merged, [path], given)
+    assert [(r.spec.epochs, r.spec.lr, r.spec.batch_size) for r in plan.runs] == [(3, 1e-3, 32), (3, 1e-3, 64)]
+    with pytest.raises(ConfigError) as info:
+        plan_for_snakemake({**merged, "training": {"epochs": "-3"}}, [path], {"training": {"epochs": "-3"}})
+    assert str(info.value).startswith("--config override: key 'training.epochs': -3 is not valid")
 
 
 def test_net_must_fit_the_model_and_dataset():
@@ -469,6 +515,17 @@ def test_invalid_config_stops_snakemake_before_any_job(tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "resources").exists()
 
 
+def test_typed_config_override_through_snakemake(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config()))
+    result = snakemake(tmp_path, "-n", "--configfile", str(path), "--config", "training={epochs: 3, lr: [0.05, 1e-1]}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "random_fo128-8_lr0.05_s0" in result.stdout and "random_fo128-8_lr0.1_s0" in result.stdout
+    result = snakemake(tmp_path, "-n", "--configfile", str(path), "--config", "training={epochs: zero}")
+    assert result.returncode == 2
+    assert "predsparse: error: --config override: key 'training.epochs': 'zero' is not valid" in result.stderr
+
+
 @pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
                     reason="snakemake-executor-plugin-slurm is not installed")
 def test_slurm_profile_dry_run(tmp_path):
@@ -527,6 +584,44 @@ def test_smoke_with_4_cores_logs_every_run_and_epoch(smoke_run):
     assert sorted(run.data.tags["run_id"] for _, run in runs) == expected
     for client, run in runs:
         assert epochs_logged(client, run) == list(range(1, plan.runs[0].spec.epochs + 1)), run.info.run_name
+
+
+@pytest.mark.slow
+def test_every_report_output_is_declared_and_every_job_benchmarked(smoke_run):
+    """Deleting any figure, table or the HTML makes `snakemake -n` plan the report again; every rule
+    that ran left a benchmark file."""
+    results = smoke_run / "results/smoke"
+    figures = sorted((results / "figures").iterdir())
+    tables = sorted((results / "tables").iterdir())
+    assert {p.suffix for p in figures} == {".png", ".pdf"} and {p.suffix for p in tables} == {".md", ".tex", ".csv"}
+    for victim in (figures[0], tables[-1], results / "report.html"):
+        aside = victim.with_name(victim.name + ".aside")
+        victim.rename(aside)  # rename keeps the mtime, so putting it back leaves the run as it was
+        try:
+            result = snakemake(smoke_run, "-n", "--configfile", str(smoke_config(smoke_run)))
+        finally:
+            aside.rename(victim)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"Missing output files: results/smoke/{victim.relative_to(results)}" in result.stdout + result.stderr
+    benchmarks = results / "benchmarks"
+    ran = {p.relative_to(benchmarks).parts[0].removesuffix(".tsv") for p in benchmarks.rglob("*.tsv")}
+    assert ran == {"aggregate", "data", "mlflow_sync", "patterns", "report", "run_info", "scatter", "specs",
+                   "tracking_store", "train"}
+    header = next(benchmarks.rglob("*.tsv")).read_text().splitlines()[0].split("\t")
+    assert header[:3] == ["s", "h:m:s", "max_rss"]
+
+
+@pytest.mark.slow
+def test_snakemake_report_lists_every_figure_and_table(smoke_run):
+    import zipfile
+
+    result = snakemake(smoke_run, "--report", "report.zip", "--configfile", str(smoke_config(smoke_run)))
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = {Path(n).name for n in zipfile.ZipFile(smoke_run / "report.zip").namelist()}
+    results = smoke_run / "results/smoke"
+    pngs = {p.name for p in (results / "figures").glob("*.png")}
+    csvs = {p.name for p in (results / "tables").glob("*.csv")}
+    assert pngs and csvs and pngs | csvs | {"report.html"} <= names
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from predsparse.cli import main
-from predsparse.report.document import build_report
+from predsparse.report.document import build_report, report_files
 from predsparse.errors import ReportError
 from predsparse.report.inputs import group_runs, load_summary
 from predsparse.report.paper import compare, default_paper_path, fraction_label, scatter_label
@@ -179,9 +179,12 @@ def test_every_file_is_produced_and_non_empty(full_report):
     stems = ("fig1", "fig2", "fig3", "fig7", "csc", "extra_morse_pruning", "scatter_correlation")
     tables = ("results", "table1", "table2", "scatter", "csc", "ours_vs_paper", "scatter_claim", "scatter_correlation")
     expected = ({out / "figures" / f"{s}.{ext}" for s in stems for ext in ("pdf", "png")}
-                | {out / "tables" / f"{t}.{ext}" for t in tables for ext in ("md", "tex")}
+                | {out / "tables" / f"{t}.{ext}" for t in tables for ext in ("md", "tex", "csv")}
                 | {out / "report.md", out / "report.html"})
     assert set(written) == expected
+    # What the pipeline declares (report_files, computed without drawing) is exactly what was written.
+    declared = report_files(directory / "summary.csv", directory / "history.csv")
+    assert {out / p for paths in declared.values() for p in paths} | {out / "report.md", out / "report.html"} == expected
     assert {p for p in out.rglob("*") if p.is_file()} == expected  # no temporary files left behind
     for path in expected:
         assert path.stat().st_size > 0, path

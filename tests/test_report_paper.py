@@ -6,6 +6,8 @@ Fixtures are summary.csv / history.csv rows built here with known accuracies and
 
 from __future__ import annotations
 
+import re
+
 import csv
 import json
 import math
@@ -263,7 +265,7 @@ def test_report_with_ablation_and_morse_studies(tmp_path):
     coverage = md.split("## Coverage", 1)[1].split("\n## ", 1)[0]
     assert "Protocol ablation studies (one protocol choice changed each)" in coverage
     assert "each drawn as accuracy vs overall CL density" not in coverage
-    arms = md.split("**Protocol ablation - the arms", 1)[1]
+    arms = re.sub(r" {2,}", " ", md.split("**Protocol ablation - the arms", 1)[1])  # cells are padded
     assert "| ablation_init_uniform | 4 | init: uniform (reference: he_dense) |" in arms
     table = [line for line in md.split("**Ours vs the paper: every number", 1)[1].split("\n\n")[1].splitlines()
              if line.startswith("| ")]

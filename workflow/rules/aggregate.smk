@@ -20,6 +20,8 @@ rule aggregate:
         scatter=lambda w: f"{RESULTS}/scatter",
     log:
         f"{RESULTS}/logs/aggregate.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/aggregate.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -41,6 +43,8 @@ rule mlflow_sync:
         uri=PLAN.tracking_uri,
     log:
         f"{RESULTS}/logs/mlflow_sync.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/mlflow_sync.tsv"
     threads: 1
     resources:
         mem_mb=2000,

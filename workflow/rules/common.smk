@@ -4,12 +4,13 @@
 # naming the study, the key and the valid choices.
 import os
 import sys
+from pathlib import Path
 
 from predsparse.errors import PredsparseError
 from predsparse.pipeline import plan_for_snakemake
 
 try:
-    PLAN = plan_for_snakemake(config, workflow.overwrite_configfiles)
+    PLAN = plan_for_snakemake(config, workflow.overwrite_configfiles, workflow.config_settings.config)
 except PredsparseError as exc:  # one line and exit status 2, as `predsparse plan` says it (no Snakemake frames)
     sys.stderr.write(f"predsparse: error: {exc}\n")
     sys.exit(2)
@@ -24,3 +25,19 @@ wildcard_constraints:
     study=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     pattern_id=r"[a-z]+-[0-9a-f]{12}",
+
+
+# A cluster run asks its tracking server once before it submits anything (predsparse.pipeline.preflight):
+# an http(s) server that does not answer stops it here in one line. `onstart` runs in the submitting
+# Snakemake only (not in jobs, not for dry runs); local runs train on and sync later, as before.
+onstart:
+    if workflow.non_local_exec:
+        from predsparse.pipeline.preflight import check_tracking_server, cluster_store_warning
+
+        if warning := cluster_store_warning(PLAN.tracking_uri):
+            sys.stderr.write(f"predsparse: warning: {warning}\n")
+        try:
+            check_tracking_server(PLAN.tracking_uri)
+        except PredsparseError as exc:
+            sys.stderr.write(f"predsparse: error: {exc}\n")
+            sys.exit(2)

@@ -15,6 +15,8 @@ rule morse:
         args=lambda w, output: PLAN.data_args(output[0]),
     log:
         f"{RESULTS}/logs/data/morse_{{name}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/morse_{{name}}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -34,6 +36,8 @@ rule download:
         args=lambda w, output: PLAN.data_args(output[0]),
     log:
         f"{RESULTS}/logs/data/{{dataset}}_{{layout}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/{{dataset}}_{{layout}}.tsv"
     retries: 3
     threads: 1
     resources:

@@ -14,6 +14,8 @@ rule pattern:
         args=lambda w: PLAN.pattern_args(w.pattern_id),
     log:
         f"{RESULTS}/logs/patterns/{{pattern_id}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/patterns/{{pattern_id}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,11 +1,20 @@
 # Figures, tables and results/report.md from the summary alone (redrawn without retraining), plus
 # run_info.json: what the config asked for (including its deviations from the paper's protocol) and the
-# software that ran it; rewritten whenever the summary changes.
+# software that ran it; rewritten whenever the summary changes. Every figure and table is a declared
+# output once a summary of this config's runs exists (PLAN.report_outputs), so deleting one redraws the
+# report; figures, CSV tables and report.html are marked for `snakemake --report report.zip`.
 
 
 localrules:
     run_info,
     report,
+
+
+REPORT_SOURCES = {
+    "reasons_path": os.path.join(workflow.basedir, "src/predsparse/report/paper_reasons.yaml"),
+    "counts_path": os.path.join(workflow.basedir, "src/predsparse/report/config_counts.csv"),
+}
+REPORT = PLAN.report_outputs(**REPORT_SOURCES)
 
 
 rule run_info:
@@ -17,6 +26,8 @@ rule run_info:
         info=lambda w: PLAN.run_info(),
     log:
         f"{RESULTS}/logs/run_info.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/run_info.tsv"
     run:
         PLAN.write_run_info(output[0], log[0])
 
@@ -28,14 +39,22 @@ rule report:
         run_info=f"{RESULTS}/run_info.json",
         # Shipped with the report: the curated reasons for disagreements and config.yaml's training-free
         # counts (`predsparse counts`); editing either redraws the report.
-        reasons=os.path.join(workflow.basedir, "src/predsparse/report/paper_reasons.yaml"),
-        counts=os.path.join(workflow.basedir, "src/predsparse/report/config_counts.csv"),
+        reasons=REPORT_SOURCES["reasons_path"],
+        counts=REPORT_SOURCES["counts_path"],
     output:
-        f"{RESULTS}/report.md",
+        md=f"{RESULTS}/report.md",
+        html=report(f"{RESULTS}/report.html", category="Report", labels={"document": "report.html"}),
+        figures=[report(p, category="Figures", labels={"figure": Path(p).stem}) for p in REPORT["figures"]],
+        figure_pdfs=REPORT["figure_pdfs"],
+        tables=[report(p, category="Tables", labels={"table": Path(p).stem}) for p in REPORT["table_csv"]],
+        table_md=REPORT["tables"],
+        table_tex=REPORT["table_tex"],
     params:
         out=lambda w: RESULTS,
     log:
         f"{RESULTS}/logs/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report.tsv"
     threads: 1
     resources:
         mem_mb=4000,

@@ -16,6 +16,8 @@ rule scatter:
         args=lambda w: PLAN.scatter_args(w.pattern_id),
     log:
         f"{RESULTS}/logs/scatter/{{pattern_id}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/scatter/{{pattern_id}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

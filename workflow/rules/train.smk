@@ -17,6 +17,8 @@ rule specs:
         definition=PLAN.definition(),
     log:
         f"{RESULTS}/logs/specs.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/specs.tsv"
     run:
         PLAN.write_specs(log[0])
 
@@ -31,6 +33,8 @@ rule tracking_store:
         studies=sorted({run.study for run in PLAN.runs}),
     log:
         f"{RESULTS}/logs/tracking_store.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tracking_store.tsv"
     run:
         PLAN.prepare_tracking(log[0])
 
@@ -57,6 +61,8 @@ for group in PLAN.groups:
             args=PLAN.train_args(group),
         log:
             f"{RESULTS}/logs/train/{group.id}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train/{group.id}.tsv"
         threads: group.runs[0].resources["threads"]
         resources:
             mem_mb=max(run.resources["mem_mb"] for run in group.runs),

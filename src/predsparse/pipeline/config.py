@@ -95,8 +95,44 @@ def _schema_node(schema: dict, path: list) -> dict:
     return node
 
 
-def check_schema(config: Any, source: str = "config") -> None:
-    """Validate `config` against the schema; the first problem (in document order) is a ConfigError."""
+def typed_overrides(value: Any) -> Any:
+    """Snakemake's `--config` values with their YAML types back: Snakemake types a top-level value
+    (`epochs=3`) but leaves every nested one a string ('training={epochs: 3, lr: 1e-3}' gives '3' and
+    '1e-3'). Each string is read as YAML, and one that YAML leaves a string but that spells a number
+    ('1e-3', which YAML 1.1 reads as text) becomes that number."""
+    if isinstance(value, dict):
+        return {key: typed_overrides(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [typed_overrides(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    try:
+        typed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(typed, str):
+        try:
+            return float(typed)
+        except ValueError:
+            return typed
+    return typed_overrides(typed) if isinstance(typed, (dict, list)) else typed
+
+
+def _overridden(path: list, overrides: dict | None) -> bool:
+    """Whether the value at `path` (or a value inside it) was set by `--config`."""
+    node = overrides or {}
+    for part in path:
+        if not isinstance(node, dict):  # the override set a whole list or value that holds `path`
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def check_schema(config: Any, source: str = "config", overrides: dict | None = None) -> None:
+    """Validate `config` against the schema; the first problem (in document order) is a ConfigError.
+    A problem in a value that `overrides` (the `--config` values) set is blamed on the override."""
     from jsonschema import Draft202012Validator
 
     schema = _schema()
@@ -108,6 +144,8 @@ def check_schema(config: Any, source: str = "config") -> None:
         return
     error = errors[0]
     path = list(error.absolute_path)
+    if path and _overridden(path, overrides):
+        source = "--config override"
     where = _location(path)
     prefix = f"{source}: {where}: " if where else f"{source}: "
     if "propertyNames" in error.schema_path:  # a study name (the only mapping whose keys are checked)

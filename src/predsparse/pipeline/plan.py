@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -74,7 +75,11 @@ GENERATOR_LABELS = {"sequential": "seq"}
 METHOD = {"dense": "dense", "csc": "csc", "random": "predefined", "planned": "predefined", "unstructured": "predefined"}
 VERSIONED = ("predsparse", "torch", "numpy", "mlflow", "snakemake")
 # Tags of every run's spec `extra` that the plan sets; a group's own `extra` may not set them.
-RESERVED_EXTRA = ("method", "pattern_id", "compression", "allocation")
+RESERVED_EXTRA = ("method", "pattern_id", "compression", "allocation", "sweep")
+# How a swept setting is spelled in run names (value after the label); a setting not listed: its name.
+SWEEP_LABELS = {"optimizer": "", "lr": "lr", "momentum": "mom", "weight_decay": "wd", "batch_size": "bs",
+                "epochs": "ep", "init": "", "variant": "", "update_every": "ue", "fraction": "frac",
+                "schedule": "", "stop": "stop", "finetune_epochs": "ft"}
 
 
 @dataclass(frozen=True)
@@ -202,8 +207,10 @@ def _joined(values, sep: str) -> str:
 class Plan:
     """A checked config expanded into dataset files, pattern files and runs, with the path of every output."""
 
-    def __init__(self, config: dict, source: str = "config"):
-        check_schema(config, source)
+    def __init__(self, config: dict, source: str = "config", overrides: dict | None = None):
+        check_schema(config, source, overrides)
+        if overrides:  # semantic errors below name the config and that it was overridden
+            source += " with --config " + " ".join(sorted(_leaf_keys(overrides)))
         self.config = config
         self.source = source
         self.results_dir = str(config.get("results_dir", "results")).rstrip("/") or "/"
@@ -345,6 +352,34 @@ class Plan:
         if log:
             atomic_write_text(log, f"wrote {path}: {info['runs']} runs in {len(info['studies'])} studies\n")
 
+    def report_outputs(self, **sources) -> dict[str, list[str]]:
+        """The report's files, for the rule to declare (see `report.document.report_files`), by kind.
+
+        Which figures and tables the report draws depends on the summary, so they are known only once a
+        summary of exactly this plan's runs exists; until then the rule declares report.md and
+        report.html only (it writes the rest all the same), and the next invocation declares them all, so
+        that deleting any of them makes Snakemake redraw the report. `sources`: the rule's
+        paper/counts/reasons paths, as `report_files` takes them.
+        """
+        summary, history = f"{self.results_dir}/summary.csv", f"{self.results_dir}/history.csv"
+        files = {"figures": [], "figure_pdfs": [], "tables": [], "table_csv": [], "table_tex": []}
+        if Path(summary).is_file() and Path(history).is_file() and self._summarises_plan(summary):
+            from predsparse.report.document import report_files
+
+            files = report_files(summary, history, **sources)
+        return {kind: [f"{self.results_dir}/{path}" for path in paths] for kind, paths in files.items()}
+
+    def _summarises_plan(self, summary: str) -> bool:
+        """Whether a summary CSV holds exactly this plan's runs (by run id)."""
+        import csv
+
+        try:
+            with open(summary, newline="") as fh:
+                ids = {row["run_id"] for row in csv.DictReader(fh)}
+        except (OSError, KeyError, csv.Error):
+            return False
+        return ids == {run.spec.run_id() for run in self.runs}
+
     # ---------------------------------------------------------------- run table
     def table(self) -> list[dict[str, Any]]:
         return [run.row() for run in self.runs]
@@ -381,62 +416,87 @@ class Plan:
     def _expand_study(self, study: str, body: dict) -> None:
         where = f"{self.source}: study '{study}'"
         dataset, model = body["dataset"], body.get("model", "mlp")
-        variant = self._variant(where, dataset, body)
         seeds = body.get("seeds", [0])
         _check_unique(where, "seeds", seeds)
-        # Defaults (predsparse.defaults), then the config's training section, then the study's.
-        training = {**self.config.get("training", {}), **body.get("training", {})}
+        # Defaults (predsparse.defaults), then the config's training section, then the study's; a list
+        # (here or in the study's variant) sweeps that setting: one run per value, for every pattern.
+        settings = {**self.config.get("training", {}), **body.get("training", {})}
+        for key, values in settings.items():
+            if isinstance(values, list):
+                _check_unique(where, f"training.{key}", values)
+        if isinstance(body.get("variant"), list):
+            _check_unique(where, "variant", body["variant"])
+        settings["variant"] = [self._variant(where, dataset, body, v) for v in _as_list(body.get("variant"))]
+        if len(settings["variant"]) == 1:
+            settings["variant"] = settings["variant"][0]
         resources = {**JOB_RESOURCES[model], **self.config.get("resources", {}).get(model, {})}
         resources["gpu"] = 1 if self.device == "cuda" else 0
         names: dict[str, str] = {}
         for g, group in enumerate(body["patterns"]):
-            gwhere = f"{where}: patterns[{g}]"
-            group_seeds = group.get("seeds", seeds)
-            _check_unique(gwhere, "seeds", group_seeds)
-            net = tuple(group.get("net", body.get("net", ())))
-            if not net:
-                raise ConfigError(f"{gwhere}: no net given; set key 'net' on the study or on the pattern group")
-            try:
-                check_net(net)
-            except PredsparseError as exc:
-                raise ConfigError(f"{gwhere}: key 'net': {exc}") from None
-            # A group with a net of its own does not inherit the study's layer shapes.
-            shapes = self._shapes(gwhere, net, group.get("shapes", None if "net" in group else body.get("shapes")))
-            data = self._data_target(gwhere, dataset, model, variant, net)
-            reserved = sorted(set(group.get("extra", {})) & set(RESERVED_EXTRA))
-            if reserved:
-                raise ConfigError(
-                    f"{gwhere}: key 'extra' sets {reserved}, tags predsparse sets itself ({', '.join(RESERVED_EXTRA)}: "
-                    "from the group's kind, method and pattern); name your tags otherwise (choose the method with "
-                    "key 'method')"
-                )
-            if "method" in group and group["kind"] not in CONSTRAINTS:
-                raise ConfigError(
-                    f"{gwhere}: key 'method' does not apply to kind '{group['kind']}'; a method starts from a "
-                    f"pattern of kind {' or '.join(CONSTRAINTS)} (fixed fan-in or unconstrained)"
-                )
-            for pattern, seed in self._patterns(gwhere, group, net, shapes, group_seeds):
-                name = _run_name(group, pattern, "net" in group, seed)
+            self._expand_group(study, body, g, group, settings, resources, names)
+
+    def _expand_group(self, study: str, body: dict, g: int, group: dict, settings: dict, resources: dict,
+                      names: dict[str, str]) -> None:
+        """The runs of one pattern group: its patterns x seeds x every combination of the swept settings."""
+        where = f"{self.source}: study '{study}'"
+        gwhere = f"{where}: patterns[{g}]"
+        dataset, model = body["dataset"], body.get("model", "mlp")
+        group_seeds = group.get("seeds", body.get("seeds", [0]))
+        _check_unique(gwhere, "seeds", group_seeds)
+        net = tuple(group.get("net", body.get("net", ())))
+        if not net:
+            raise ConfigError(f"{gwhere}: no net given; set key 'net' on the study or on the pattern group")
+        try:
+            check_net(net)
+        except PredsparseError as exc:
+            raise ConfigError(f"{gwhere}: key 'net': {exc}") from None
+        # A group with a net of its own does not inherit the study's layer shapes.
+        shapes = self._shapes(gwhere, net, group.get("shapes", None if "net" in group else body.get("shapes")))
+        self._check_group_keys(gwhere, group)
+        method = group.get("method", {})
+        grid = [(run_settings, {**swept, **method_swept}, chosen)
+                for run_settings, swept in _grid(settings)
+                for chosen, method_swept in _grid(method if isinstance(method, dict) else {"name": method})]
+        for pattern, seed in self._patterns(gwhere, group, net, shapes, group_seeds):
+            self.patterns[pattern.pattern_id] = pattern
+            self._plan_scatter(where, study, body, dataset, model, pattern)
+            for run_settings, swept, chosen in grid:
+                name = _run_name(group, pattern, "net" in group, seed, swept)
                 if name in names:
                     raise ConfigError(
                         f"{where}: run name '{name}' comes out of both {names[name]} and patterns[{g}]; "
                         "remove the repeated entry or give one group a different 'name'"
                     )
                 names[name] = f"patterns[{g}]"
-                self.patterns[pattern.pattern_id] = pattern
-                self._plan_scatter(where, study, body, dataset, model, pattern)
+                data = self._data_target(gwhere, dataset, model, run_settings["variant"], net)
                 extra = {"method": _method_name(group) or METHOD[pattern.kind], "pattern_id": pattern.pattern_id,
                          "compression": self._checked[_unseeded(pattern)]}
                 if pattern.allocation:
                     extra["allocation"] = pattern.allocation
+                if swept:  # the settings this run's study sweeps, as MLflow shows them beside the run name
+                    extra["sweep"] = ",".join(f"{k}={v}" for k, v in swept.items())
                 raw = {
                     "study": study, "run_name": name, "dataset": dataset, "data": data.path,
-                    "pattern": self.pattern_path(pattern.pattern_id), "model": model, "variant": variant,
-                    "seed": seed, **training, "device": self.device, "method": group.get("method", {}),
+                    "pattern": self.pattern_path(pattern.pattern_id), "model": model, **run_settings,
+                    "seed": seed, "device": self.device, "method": chosen if method else {},
                     "tracking_uri": self.tracking_uri, "extra": {**extra, **group.get("extra", {})},
                 }
                 spec = resolve_spec(raw, where=f"{gwhere}: run '{name}'")
                 self.runs.append(Run(study, name, pattern, spec, resources))
+
+    def _check_group_keys(self, gwhere: str, group: dict) -> None:
+        reserved = sorted(set(group.get("extra", {})) & set(RESERVED_EXTRA))
+        if reserved:
+            raise ConfigError(
+                f"{gwhere}: key 'extra' sets {reserved}, tags predsparse sets itself ({', '.join(RESERVED_EXTRA)}: "
+                "from the group's kind, method, pattern and sweep); name your tags otherwise (choose the method "
+                "with key 'method')"
+            )
+        if "method" in group and group["kind"] not in CONSTRAINTS:
+            raise ConfigError(
+                f"{gwhere}: key 'method' does not apply to kind '{group['kind']}'; a method starts from a "
+                f"pattern of kind {' or '.join(CONSTRAINTS)} (fixed fan-in or unconstrained)"
+            )
 
     def _plan_scatter(self, where: str, study: str, body: dict, dataset: str, model: str, row: PatternRow) -> None:
         """Record how the scatter file of `row` is computed: over every neuron (the default), or, for a study
@@ -463,7 +523,8 @@ class Plan:
                 "'scatter: {neurons: ...}'"
             )
 
-    def _variant(self, where: str, dataset: str, body: dict) -> str | None:
+    def _variant(self, where: str, dataset: str, body: dict, variant: str | None) -> str | None:
+        """The Morse variant a study's runs use: `variant` (one of the study's), else data.morse's."""
         if dataset != "morse":
             if "variant" in body:
                 raise ConfigError(f"{where}: key 'variant' applies to the morse dataset only, not '{dataset}'")
@@ -473,7 +534,7 @@ class Plan:
         morse = self.config.get("data", {}).get("morse")
         if morse is None:
             raise ConfigError(f"{where}: dataset morse needs the section data.morse (variant, per_class, seed)")
-        variant = body.get("variant", morse["variant"])
+        variant = variant or morse["variant"]
         try:
             resolve_params(variant, morse.get("set", {}))
         except PredsparseError as exc:
@@ -615,6 +676,15 @@ class Plan:
         return row
 
 
+def _leaf_keys(mapping: dict, prefix: str = "") -> list[str]:
+    """{'training': {'epochs': 3}} -> ['training.epochs']."""
+    keys = []
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        keys += _leaf_keys(value, name + ".") if isinstance(value, dict) and value else [name]
+    return keys
+
+
 def _yaml_scalar(value) -> str:
     """A generator parameter as `--set NAME=VALUE` spells it (booleans lower-case, as YAML reads them)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
@@ -722,14 +792,30 @@ def _method_name(group: dict) -> str:
     return "" if not method else method if isinstance(method, str) else method["name"]
 
 
-def _run_name(group: dict, pattern: PatternRow, own_net: bool, seed: int) -> str:
+def _grid(settings: dict) -> list[tuple[dict, dict]]:
+    """Every combination of the list-valued settings, in config order: [(the settings with one value of
+    each list, {swept key: its value}), ...]; settings without a list give themselves, {} ."""
+    swept = [key for key, value in settings.items() if isinstance(value, list)]
+    return [({**settings, **dict(zip(swept, values))}, dict(zip(swept, values)))
+            for values in itertools.product(*(settings[key] for key in swept))]
+
+
+def _sweep_parts(swept: dict) -> list[str]:
+    """Run-name parts of swept settings: lr0.05, bs64, ep3, sgd, he_dense, baseline, ue10, ..."""
+    def text(value):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return [SWEEP_LABELS.get(key, key) + text(value) for key, value in swept.items()]
+
+
+def _run_name(group: dict, pattern: PatternRow, own_net: bool, seed: int, swept: dict | None = None) -> str:
     """Readable and unique within a study, e.g. random_fo128-8_s0, planned_fo128-8_c1f8-2b8_s0,
     dense_n784-224-10_s0, csc_r8.8-8.8_s0 (the seed of a dense or csc run is its training seed).
 
     A group with a method is named after it: rigl_fo128-8_s0 starts from a random pattern (fan-in kept),
     rigl-unstructured_fo128-8_s0 from an unstructured one. Allocated fan-outs carry their rule:
     random_paper_fo64-12_s0. A generator other than the default carries its label (GENERATOR_LABELS):
-    random_seq_fo128-8_s0. A group's `name` replaces the first part.
+    random_seq_fo128-8_s0. A group's `name` replaces the first part. Settings the study sweeps come
+    before the seed (`_sweep_parts`): random_fo128-8_lr0.05_bs64_s0.
     """
     method = _method_name(group)
     default = f"{method}-unstructured" if method and pattern.kind == "unstructured" else method or pattern.kind
@@ -748,6 +834,7 @@ def _run_name(group: dict, pattern: PatternRow, own_net: bool, seed: int) -> str
         parts.append(f"x{pattern.target:g}")
     elif pattern.radices:
         parts.append("r" + pattern.radices.replace(",", ".").replace("/", "-"))
+    parts += _sweep_parts(swept or {})
     parts.append(f"s{seed}")
     return "_".join(parts)
 
@@ -780,21 +867,33 @@ def load_plan(config: dict | str | Path, source: str | None = None) -> Plan:
     return Plan(config, source or "config")
 
 
-def plan_for_snakemake(config: dict, configfiles) -> Plan:
+def plan_for_snakemake(config: dict, configfiles, overrides=None) -> Plan:
     """The Plan of a Snakemake invocation (common.smk).
 
     With `--configfile`, Snakemake's `config` already holds those files plus any `--config` overrides;
     the files are re-read only to refuse duplicate keys, which YAML would silently drop. Without one,
-    the repository's config.yaml is the default, with `--config` overrides on top.
+    the repository's config.yaml is the default, with `--config` overrides on top. `overrides` are the
+    `--config` values: Snakemake parses nested ones as strings ('training={epochs: 3}' gives '3'), so
+    they are typed again here (`typed_overrides`), and an error in one names the override.
     """
-    from predsparse.pipeline.config import DEFAULT_CONFIG, read_yaml
+    from predsparse.pipeline.config import DEFAULT_CONFIG, read_yaml, typed_overrides
 
     files = [Path(f).resolve() for f in configfiles]
     for path in files:
         read_yaml(path)
+    overrides = typed_overrides(dict(overrides or {}))
+    config = _merged(dict(config), overrides)
     if not files:
-        config = {**read_yaml(DEFAULT_CONFIG), **config}
+        config = _merged(read_yaml(DEFAULT_CONFIG), overrides)
         files = [DEFAULT_CONFIG]
     # Named from the repository root where they live there (the report prints it), else in full.
     names = [str(f.relative_to(REPO_ROOT)) if f.is_relative_to(REPO_ROOT) else str(f) for f in files]
-    return Plan(dict(config), ", ".join(names))
+    return Plan(config, ", ".join(names), overrides)
+
+
+def _merged(base: dict, overrides: dict) -> dict:
+    """base with overrides merged in, mapping by mapping (as Snakemake merges --config)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -25,7 +25,8 @@ from predsparse.report.ablation import EARLY_EPOCHS, REFERENCE, ablation
 from predsparse.report.analysis import NO_LOSS_PP
 from predsparse.report.beyond import correlation_points, reading
 from predsparse.report.counts import load_counts
-from predsparse.report.figures import RenderedFigure, render_beyond_figures, render_figures
+from predsparse.report.figures import (RenderedFigure, beyond_figure_stems, plan_figures, render_beyond_figures,
+                                       render_figures)
 from predsparse.report.inputs import Group, group_runs, load_history, load_paper, load_run_info, load_summary
 from predsparse.report.paper import (ACC_TOLERANCE_PP, AGREES, DISAGREES, FIG7A_RANDOM_PAPER_PCT, REL_TOLERANCE,
                                      ScatterClaim, Verdict, compare, comparisons, default_paper_path, describe_row,
@@ -141,15 +142,6 @@ def inline_html(text: str) -> str:
     return "".join(out)
 
 
-def _table_html(table: Table) -> str:
-    def cells(tag, values):
-        return "".join(f'<{tag} style="text-align:{"left" if a == "l" else "right"}">{html.escape(v)}</{tag}>'
-                       for v, a in zip(values, table.align))
-    body = "".join(f"<tr>{cells('td', row)}</tr>" for row in table.rows)
-    return (f'<div class="table-wrap"><table><thead><tr>{cells("th", table.columns)}</tr></thead>'
-            f"<tbody>{body}</tbody></table></div>")
-
-
 def render_html(blocks, base_dir: Path) -> str:
     """The document as one HTML page; PNGs are read from base_dir and embedded."""
     css = (resources.files("predsparse.report") / "report.css").read_text()
@@ -172,7 +164,7 @@ def render_html(blocks, base_dir: Path) -> str:
             links = ", ".join(f'<a href="{html.escape(f)}">{Path(f).suffix[1:]}</a>' for f in block.files)
             note = f"<p>{inline_html(block.table.note)}</p>" if block.table.note else ""
             out.append(f"<p><strong>{html.escape(block.table.title)}</strong> ({links})</p>"
-                       f"{_table_html(block.table)}{note}")
+                       f'<div class="table-wrap">{block.table.html()}</div>{note}')
         elif isinstance(block, Contents):
             items = "".join(f'<li><a href="#{slug(h.text)}">{html.escape(h.text)}</a></li>' for h in blocks
                             if isinstance(h, Heading) and h.level == 2)
@@ -490,6 +482,45 @@ def _mlflow(run_info) -> list:
             Code(f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1")]
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What the report is computed from, and everything decided before drawing."""
+    summary: object
+    history: object
+    run_info: dict
+    groups: list
+    verdicts: list
+    claims: list
+    ablation: object
+    tables: list
+
+
+def _read_inputs(summary_path, history_path, run_info_path, paper_path, counts_path, reasons_path) -> _Inputs:
+    summary = load_summary(summary_path)
+    history = load_history(history_path)
+    paper = load_paper(paper_path or default_paper_path())
+    reasons = load_reasons(reasons_path, paper)
+    groups: list[Group] = group_runs(summary)
+    verdicts = compare(paper, groups, load_counts(counts_path), reasons)
+    claims = scatter_claims(groups, paper)
+    ablation_result = ablation(groups, history, paper)
+    return _Inputs(summary, history, load_run_info(run_info_path) if run_info_path else {}, groups, verdicts,
+                   claims, ablation_result, build_tables(groups, verdicts, claims, ablation_result))
+
+
+def report_files(summary_path, history_path, paper_path=None, counts_path=None, reasons_path=None) -> dict[str, list[str]]:
+    """The files `build_report` writes for these inputs, without drawing anything, relative to its out_dir:
+    {"figures": PNGs, "figure_pdfs": PDFs, "tables": Markdown tables, "table_csv": their CSV, "table_tex":
+    LaTeX tables}, besides report.md and report.html. The pipeline declares them as outputs."""
+    inputs = _read_inputs(summary_path, history_path, None, paper_path, counts_path, reasons_path)
+    stems = [p.stem for p in plan_figures(inputs.groups, set(inputs.history["run_id"])) if p.panels]
+    stems += beyond_figure_stems(inputs.groups)
+    return {"figures": [f"figures/{s}.png" for s in stems], "figure_pdfs": [f"figures/{s}.pdf" for s in stems],
+            "tables": [f"tables/{t.name}.md" for t in inputs.tables],
+            "table_csv": [f"tables/{t.name}.csv" for t in inputs.tables],
+            "table_tex": [f"tables/{t.name}.tex" for t in inputs.tables]}
+
+
 def build_report(summary_path, history_path, out_dir, run_info_path=None, paper_path=None, counts_path=None,
                  reasons_path=None) -> list[Path]:
     """Write figures/, tables/, report.md and report.html under out_dir; return every path written.
@@ -497,20 +528,12 @@ def build_report(summary_path, history_path, out_dir, run_info_path=None, paper_
     counts_path: the training-free counts of config.yaml's configurations (default: the shipped
     config_counts.csv); reasons_path: the curated reasons (default: the shipped paper_reasons.yaml)."""
     out_dir = Path(out_dir)
-    summary = load_summary(summary_path)
-    history = load_history(history_path)
-    paper = load_paper(paper_path or default_paper_path())
-    run_info = load_run_info(run_info_path) if run_info_path else {}
-    counts = load_counts(counts_path)
-    reasons = load_reasons(reasons_path, paper)
-    groups: list[Group] = group_runs(summary)
-    verdicts = compare(paper, groups, counts, reasons)
-    claims = scatter_claims(groups, paper)
-    ablation_result = ablation(groups, history, paper)
+    inputs = _read_inputs(summary_path, history_path, run_info_path, paper_path, counts_path, reasons_path)
+    summary, history, run_info, groups = inputs.summary, inputs.history, inputs.run_info, inputs.groups
+    verdicts, claims, ablation_result, tables = inputs.verdicts, inputs.claims, inputs.ablation, inputs.tables
 
     figures = render_figures(groups, history, comparisons(verdicts), out_dir / "figures")
     beyond_figures = render_beyond_figures(groups, out_dir / "figures")
-    tables = build_tables(groups, verdicts, claims, ablation_result)
     written = [p for f in figures + beyond_figures for p in f.paths]
     table_blocks = []
     for table in tables:
@@ -520,7 +543,7 @@ def build_report(summary_path, history_path, out_dir, run_info_path=None, paper_
 
     blocks = [Heading(1, TITLE),
               Para(f"Reproduction of {PAPER}, and of the CSC-layer experiments (reconstruction from the abstract). "
-                   "Everything below is computed from results/summary.csv and results/history.csv. "
+                   f"Everything below is computed from `{summary_path}` and `{history_path}`. "
                    f"[{AGREEMENT_HEADING}](#{slug(AGREEMENT_HEADING)}): **{count_line(verdicts)}**."),
               Contents()]
     blocks += _what_was_run(summary, groups, run_info)

@@ -352,30 +352,47 @@ def _save_grid(out_dir: Path, stem: str, panels, suptitle: str | None = None) ->
         return theme.save_figure(fig, out_dir, stem)
 
 
+@dataclass(frozen=True)
+class FigurePlan:
+    """What one paper-style figure will show: its panels (empty: nothing to draw) and what is left out."""
+    stem: str
+    caption: str
+    panels: tuple[Panel, ...]
+    missing: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def plan_figures(groups: list[Group], history_ids: set[str]) -> list[FigurePlan]:
+    """Every paper-style figure with at least one study in the summary (drawn or not), without drawing:
+    `render_figures` draws exactly these, and the pipeline declares their files from it."""
+    present = {g.study for g in groups}
+    plans = []
+    for stem in figure_stems(groups):
+        studies = [s for s in STUDIES.values() if s.figure == stem] or [study_info(stem)]
+        panels, skipped = _panels(studies, groups, history_ids)
+        if panels or skipped:
+            plans.append(FigurePlan(stem, FIGURES.get(stem, GENERIC_CAPTION.format(name=stem)), tuple(panels),
+                                    tuple(s.name for s in studies if s.name not in present), tuple(skipped)))
+    return plans
+
+
 def render_figures(groups: list[Group], history: pd.DataFrame, comparisons: list[Comparison],
                    out_dir: Path) -> list[RenderedFigure]:
-    """Draw every figure that has at least one study in the summary; write PDF and PNG to out_dir.
+    """Draw every figure of `plan_figures` that has a panel; write PDF and PNG to out_dir.
 
     A figure whose studies ran but cannot fill a panel is returned without paths, with the reasons.
     The beyond studies are drawn by `render_beyond_figures`.
     """
-    present = {g.study for g in groups}
-    history_ids = set(history["run_id"])
     rendered = []
-    for stem in figure_stems(groups):
-        studies = [s for s in STUDIES.values() if s.figure == stem] or [study_info(stem)]
-        panels, skipped = _panels(studies, groups, history_ids)
-        caption = FIGURES.get(stem, GENERIC_CAPTION.format(name=stem))
-        missing = tuple(s.name for s in studies if s.name not in present)
-        if not panels:
-            if skipped:  # studies ran but cannot fill any panel: say why
-                rendered.append(RenderedFigure(stem, caption, (), missing, tuple(skipped)))
-            continue
-        drawers = [(panel.title, lambda ax, panel=panel: DRAW[panel.view](ax, panel, groups, history, comparisons))
-                   for panel in panels]
-        paths = _save_grid(out_dir, stem, drawers,
-                           "CSC layers - reconstruction from the abstract" if stem == "csc" else None)
-        rendered.append(RenderedFigure(stem, caption, tuple(paths), missing, tuple(skipped)))
+    for plan in plan_figures(groups, set(history["run_id"])):
+        paths = ()
+        if plan.panels:
+            drawers = [(panel.title,
+                        lambda ax, panel=panel: DRAW[panel.view](ax, panel, groups, history, comparisons))
+                       for panel in plan.panels]
+            paths = tuple(_save_grid(out_dir, plan.stem, drawers,
+                                     "CSC layers - reconstruction from the abstract" if plan.stem == "csc" else None))
+        rendered.append(RenderedFigure(plan.stem, plan.caption, paths, plan.missing, plan.skipped))
     return rendered
 
 
@@ -431,20 +448,30 @@ def _draw_correlation(ax, points: list[Group]):
     ax.set_ylabel("Best validation accuracy (%)")
 
 
+def beyond_figure_stems(groups: list[Group]) -> list[str]:
+    """The "Beyond the paper" figures the summary supports: "beyond" (one panel per beyond study) when a
+    beyond study ran, "scatter_correlation" (one panel per dataset) when some sparse configuration has a
+    scatter value."""
+    stems = ["beyond"] if by_study(groups) else []
+    return stems + (["scatter_correlation"] if _pooled_correlations(groups) else [])
+
+
+def _pooled_correlations(groups: list[Group]):
+    return [r for r in correlation_rows(groups) if r.level is None]
+
+
 def render_beyond_figures(groups: list[Group], out_dir: Path) -> list[RenderedFigure]:
-    """The "beyond" figure (one panel per beyond study) when a beyond study ran, and "scatter_correlation"
-    (one panel per dataset) when some sparse configuration has a scatter value."""
+    """Draw the figures of `beyond_figure_stems`."""
     rendered = []
-    studies = by_study(groups)
-    if studies:
+    stems = beyond_figure_stems(groups)
+    if "beyond" in stems:
         panels = [(study_info(name).title, lambda ax, mine=mine: _draw_methods(ax, mine))
-                  for name, mine in studies.items()]
+                  for name, mine in by_study(groups).items()]
         paths = _save_grid(out_dir, "beyond", panels)
         rendered.append(RenderedFigure("beyond", BEYOND_FIGURES["beyond"], tuple(paths), (), ()))
-    pooled = [r for r in correlation_rows(groups) if r.level is None]
-    if pooled:
+    if "scatter_correlation" in stems:
         panels = [(_correlation_title(r.dataset, r.correlation),
-                   lambda ax, r=r: _draw_correlation(ax, list(r.points))) for r in pooled]
+                   lambda ax, r=r: _draw_correlation(ax, list(r.points))) for r in _pooled_correlations(groups)]
         paths = _save_grid(out_dir, "scatter_correlation", panels)
         rendered.append(RenderedFigure("scatter_correlation", BEYOND_FIGURES["scatter_correlation"], tuple(paths),
                                        (), ()))

@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from predsparse.io import atomic_write_text
 from predsparse.report.analysis import (ALLOCATION_NAMES, CSC_WITHIN_PP, NO_LOSS_PP, PAPER_METHODS, Correlation,
                                         compressions, dataset_name, is_table_study, net_label, pct, savings)
@@ -32,13 +34,27 @@ from predsparse.report.studies import study_info
 
 NA = "n/a"
 BEYOND_TABLES = ("beyond", "wall_time", "scatter_correlation")  # drawn in "Beyond the paper", in this order
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "×": r"$\times$", "−": "$-$"}
+# pandas escapes LaTeX's special characters in cells; these symbols it leaves as they are, and a table's
+# caption (which pandas does not escape) needs both.
+_LATEX_SYMBOLS = {"±": r"$\pm$", "×": r"$\times$", "−": "$-$"}
+_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_ALIGN = {"l": "left", "r": "right"}
+
+
+def _latex_text(text: str) -> str:
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def _latex_symbols(text: str) -> str:
+    for symbol, command in _LATEX_SYMBOLS.items():
+        text = text.replace(symbol, command)
+    return text
 
 
 @dataclass(frozen=True)
 class Table:
+    """One report table; written as Markdown, LaTeX, CSV and HTML by pandas' writers."""
     name: str  # file stem under tables/
     title: str
     columns: tuple[str, ...]
@@ -46,27 +62,35 @@ class Table:
     align: str  # one of l/r per column
     note: str = ""
 
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([list(r) for r in self.rows], columns=list(self.columns), dtype=object)
+
     def markdown(self) -> str:
-        def line(cells):
-            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-        rule = "|" + "|".join(":---" if a == "l" else "---:" for a in self.align) + "|"
-        return "\n".join([line(self.columns), rule, *(line(r) for r in self.rows)]) + "\n"
+        # "|" inside a cell would split its column; numbers stay as formatted (no re-parsing).
+        frame = self.frame().map(lambda cell: cell.replace("|", "\\|"))
+        frame.columns = [c.replace("|", "\\|") for c in self.columns]
+        return frame.to_markdown(index=False, colalign=[_ALIGN[a] for a in self.align], disable_numparse=True) + "\n"
 
     def latex(self) -> str:
-        def esc(text):
-            return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
-        body = [" & ".join(esc(c) for c in self.columns) + r" \\", r"\midrule"]
-        body += [" & ".join(esc(c) for c in row) + r" \\" for row in self.rows]
-        caption = esc(self.title + (". " + self.note if self.note else ""))
-        return "\n".join([r"\begin{table}[ht]", r"\centering", r"\small", rf"\caption{{{caption}}}",
-                          rf"\label{{tab:{self.name}}}", rf"\begin{{tabular}}{{{self.align}}}", r"\toprule",
-                          *body, r"\bottomrule", r"\end{tabular}", r"\end{table}"]) + "\n"
+        styler = self.frame().style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+        caption = _latex_symbols(_latex_text(self.title + (". " + self.note if self.note else "")))
+        return _latex_symbols(styler.to_latex(column_format=self.align, hrules=True, caption=caption,
+                                              label=f"tab:{self.name}", position="ht", position_float="centering"))
+
+    def html(self) -> str:
+        styler = self.frame().style.hide(axis="index").format(escape="html").format_index(escape="html", axis=1)
+        styler = styler.set_uuid(self.name).set_table_styles(
+            [{"selector": f"td.col{i}, th.col{i}", "props": f"text-align: {_ALIGN[a]}"}
+             for i, a in enumerate(self.align)])
+        return styler.to_html()
 
     def write(self, tables_dir: Path) -> list[Path]:
-        paths = [Path(tables_dir) / f"{self.name}.md", Path(tables_dir) / f"{self.name}.tex"]
+        """tables/<name>.md (title, table, note), .tex and .csv; return their paths."""
+        paths = [Path(tables_dir) / f"{self.name}.{ext}" for ext in ("md", "tex", "csv")]
         note = f"\n{self.note}\n" if self.note else ""
         atomic_write_text(paths[0], f"**{self.title}**\n\n{self.markdown()}{note}")
         atomic_write_text(paths[1], self.latex())
+        atomic_write_text(paths[2], self.frame().to_csv(index=False))
         return paths
 
 
