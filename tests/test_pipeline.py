@@ -659,7 +659,7 @@ def test_mlflow_ui_lists_the_smoke_runs(smoke_run):
                 assert server.poll() is None and time.monotonic() < deadline, "the MLflow UI did not come up"
                 time.sleep(1)
         plan = load_plan(REPO / "config/smoke.yaml")
-        assert {run.study for run in plan.runs} <= set(experiments)
+        assert {f"smoke/{run.study}" for run in plan.runs} == set(experiments) - {"Default"}  # preset/study
         query = json.dumps({"experiment_ids": list(experiments.values()), "max_results": 1000}).encode()
         request = urllib.request.Request(f"{api}/runs/search", data=query, method="POST",
                                          headers={"Content-Type": "application/json"})

@@ -466,3 +466,17 @@ def test_studies_import_without_the_plotting_stack():
             "print(sorted(m for m in ('matplotlib', 'seaborn', 'pandas') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_csc_caption_mentions_the_dense_line_only_when_one_is_drawn(tmp_path):
+    from predsparse.report.figures import plan_figures
+
+    rows = FIXTURE["csc_morse"]()
+    for kept, says in ((rows, True), ([r for r in rows if r["method"] != "dense"], False)):
+        with open(tmp_path / "summary.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, SUMMARY_COLUMNS, restval="")
+            writer.writeheader()
+            writer.writerows(kept)
+        groups = group_runs(load_summary(tmp_path / "summary.csv"))
+        (csc,) = [p for p in plan_figures(groups, {r["run_id"] for r in kept}) if p.stem == "csc"]
+        assert ("horizontal line" in csc.caption) is says, csc.caption

@@ -1,19 +1,23 @@
 """MLflow tracking: concurrent writers, resumed runs, unreachable stores, idempotent sync."""
 
+import hashlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from test_train import inputs, make_spec, one_thread  # noqa: F401 (fixtures shared with the training tests)
+from conftest import make_spec
 
 from predsparse import rundir
 from predsparse.cli import main
 from predsparse.errors import TrainingError
 from predsparse.tracking import EPOCH_METRICS, RUN_ID_TAG, Store, _retry
 from predsparse.train import train_run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +101,24 @@ def test_resumed_run_continues_its_mlflow_run(inputs, store, tmp_path, monkeypat
     (run,) = runs_of(store, "resume")
     assert run.info.status == "FINISHED" and run.data.tags["published"] == "1"
     assert all(steps(store, run, key) == [1, 2, 3, 4] for key in EPOCH_METRICS)  # each epoch exactly once
-    assert run.data.metrics["test_acc"] == metrics["test_acc"]
-    assert run.data.metrics["scatter_S1f"] == metrics["scatter"]["vector"][0]
+    assert run.data.metrics["result/test_acc"] == metrics["test_acc"]
+    assert run.data.metrics["scatter/S1f"] == metrics["scatter"]["vector"][0]
+    assert not [k for k in run.data.metrics if k not in EPOCH_METRICS and "/" not in k]  # curves first in the UI
     tags = run.data.tags
     assert tags[RUN_ID_TAG] == spec.run_id() and tags["study"] == "resume" and tags["pattern_id"] == "p"
-    assert tags["results_path"] == out.as_posix() and tags["git_commit"]
+    assert tags["results_path"] == out.as_posix()
+    # MLflow's own tags: the UI's Source column, the run page's description, the experiment's kind.
+    assert tags["mlflow.source.git.commit"] == metrics["git_commit"].removesuffix("+dirty")
+    assert tags["git_dirty"] == str(metrics["git_commit"].endswith("+dirty")).lower()
+    assert tags["mlflow.source.name"] == "predsparse train" and tags["mlflow.source.type"] == "LOCAL"
+    assert tags["mlflow.note.content"].startswith("Study `resume`, run `interrupted`: mlp on morse")
+    experiment = store.client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (logged,) = store.client.get_run(run.info.run_id).inputs.dataset_inputs
+    data = Path(spec.data)
+    assert logged.dataset.name == f"morse/{data.stem}"
+    assert logged.dataset.digest == hashlib.sha256(data.read_bytes()).hexdigest()[:16]
+    assert json.loads(logged.dataset.source)["uri"] == str(data.resolve())
     params = run.data.params
     assert params["lr"] == str(spec.lr) and params["optimizer"] == "adam"
     assert params["pattern.junction_densities"] == "0.25;0.125" and params["pattern.kind"] == "random"

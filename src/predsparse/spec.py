@@ -27,7 +27,9 @@ MAX_NAME = 200  # characters of a study or run name: each names a folder
 
 
 # What may differ between the runs of a group (RunSpec.group_key); everything else of their specs is equal.
-GROUP_FREE_KEYS = ("study", "run_name", "pattern", "seed", "extra", "tracking_uri")
+GROUP_FREE_KEYS = ("study", "run_name", "pattern", "seed", "extra", "tracking_uri", "preset")
+# Where a run is tracked, not what it is: left out of its id.
+TRACKING_KEYS = ("tracking_uri", "device", "preset")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class RunSpec:
     # How the connections come about (predsparse.methods.options): {} = fixed before training (pre-defined).
     method: dict = field(default_factory=dict)
     tracking_uri: str | None = None  # None: sqlite:///results/mlflow.db, or MLFLOW_TRACKING_URI
+    preset: str | None = None  # the config's preset; names the MLflow experiment (tracking.experiment_name)
     extra: dict = field(default_factory=dict)  # free-form tags (e.g. method, compression) logged as params
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,7 +63,7 @@ class RunSpec:
 
     def run_id(self) -> str:
         """Stable id of the run: a hash of everything that defines it except where it is tracked."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in ("tracking_uri", "device")}
+        payload = {k: v for k, v in self.to_dict().items() if k not in TRACKING_KEYS}
         if not payload["method"]:  # runs of fixed connections keep the ids they had before methods existed
             del payload["method"]
         if payload["init"] == "uniform":  # and runs of our init the ids they had before inits were a setting

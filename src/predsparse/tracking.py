@@ -5,6 +5,11 @@ onto them and can always be rebuilt from them with `predsparse mlflow-sync resul
 
 - Store: `RunSpec.tracking_uri` if set, else `MLFLOW_TRACKING_URI`, else `sqlite:///results/mlflow.db`
   (MLflow 3's database store; artifacts of a SQLite store go to `mlartifacts/` beside the database).
+- Layout: one experiment per preset and study (`experiment_name`: "smoke/fig3a_morse"), tagged for classic
+  model development; each MLflow run carries MLflow's own source tags (git commit, source name), a
+  description (`mlflow.note.content`), its data set (`mlflow.data`: name, digest, source) and metrics
+  whose single values sit in sections (`result/`, `scatter/`, `pattern/`, `model/`) after the
+  learning curves (per-epoch metrics, unprefixed).
 - Identity: every MLflow run carries the tag `run_id` = `RunSpec.run_id()`. Finding a run by that tag is the
   only way a run is looked up, so a resumed training run, a rerun after the store was unreachable and
   `mlflow-sync` all land on the same MLflow run, and none is ever created twice.
@@ -20,11 +25,10 @@ onto them and can always be rebuilt from them with `predsparse mlflow-sync resul
 
 from __future__ import annotations
 
-import fcntl
+import hashlib
 import json
 import logging
 import os
-import random
 import sys
 import time
 import warnings
@@ -35,6 +39,9 @@ from predsparse.errors import ConfigError, TrackingError
 from predsparse.summary import join_list
 
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
+# MLflow 3's UI opens an untagged experiment in its GenAI mode ("Evaluations"); this is classic training.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+SOURCE_NAME = "predsparse train"
 RUN_ID_TAG = "run_id"
 PUBLISHED_TAG = "published"
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "wall_time_s")
@@ -57,40 +64,35 @@ def _create_schema_once(db: Path, uri: str) -> None:
 
     MLflow creates the schema when a store is first opened, unguarded: processes opening a fresh database
     together collide ("table _alembic_tmp_metrics already exists"). Here the first one opens it under a
-    lock file beside the database and then marks the lock file "ready"; the others wait on the lock, see
-    the mark and go on (the check takes the lock, so it never sees a half-made schema).
+    lock (filelock, beside the database) and then writes a "ready" mark; the others wait on the lock, see
+    the mark and go on (the check holds the lock, so it never sees a half-made schema).
     """
+    from filelock import FileLock
     from mlflow.tracking import MlflowClient
 
-    with open(db.with_name(db.name + ".lock"), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        lock.seek(0)
-        if lock.read() == "ready\n" and db.is_file() and db.stat().st_size > 0:
+    ready = db.with_name(db.name + ".ready")
+    with FileLock(db.with_name(db.name + ".lock")):
+        if ready.is_file() and db.is_file() and db.stat().st_size > 0:
             return
-        lock.truncate(0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # alembic's notes on unnamed constraints while migrating
             _retry(MlflowClient(tracking_uri=uri).search_experiments, max_results=1)
-        lock.write("ready\n")
-        lock.flush()
+        ready.touch()
 
 
-def _is_transient(exc: Exception) -> bool:
+def _is_transient(exc: BaseException) -> bool:
     text = f"{getattr(exc, 'error_code', '')} {exc}".lower()
     return any(marker in text for marker in _TRANSIENT)
 
 
 def _retry(call, *args, attempts: int = 10, **kwargs):
-    """call(*args, **kwargs), retried with jittered exponential back-off (0.05 s .. 5 s) on transient errors."""
-    delay = 0.05
-    for attempt in range(attempts):
-        try:
-            return call(*args, **kwargs)
-        except Exception as exc:
-            if attempt == attempts - 1 or not _is_transient(exc):
-                raise
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 5.0)
+    """call(*args, **kwargs), retried with jittered exponential back-off (up to 0.05 s, 0.1 s, ... 5 s) while it
+    fails with a transient error; any other error, or the last attempt's, propagates as it is."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+    retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait_random_exponential(multiplier=0.05, max=5.0),
+                        retry=retry_if_exception(_is_transient), reraise=True)
+    return retrying(call, *args, **kwargs)
 
 
 def _flat_params(outcome: dict) -> dict[str, str]:
@@ -113,23 +115,70 @@ def _flat_params(outcome: dict) -> dict[str, str]:
 
 
 def _final_metrics(outcome: dict) -> dict[str, float]:
-    """Figures of a finished run (or what a failed one got to), the scatter vector and the model size."""
+    """Figures of a finished run (or what a failed one got to), the scatter vector and the model size.
+
+    Named with a section prefix ("result/best_val_acc", "scatter/S1f", "model/macs"): MLflow's UI draws a
+    section per prefix after the unprefixed per-epoch learning curves, which so come first."""
     final: dict[str, float] = {}
     for key in ("best_val_acc", "best_val_epoch", "val_acc_epoch1", "val_acc_epoch5", "test_acc", "test_loss",
                 "wall_time_s", "epochs_done"):
         if outcome.get(key) is not None:
             # The run's whole wall time has a name of its own: per-epoch `wall_time_s` (cumulative, step =
-            # epoch) is another metric, whose latest step MLflow would show in place of a step-0 final value.
-            final["total_wall_time_s" if key == "wall_time_s" else key] = float(outcome[key])
+            # epoch) is another metric.
+            final["result/" + ("total_wall_time_s" if key == "wall_time_s" else key)] = float(outcome[key])
     for key, value in (outcome.get("final") or {}).items():
-        final[f"final_{key}"] = float(value)
+        final[f"result/final_{key}"] = float(value)
     scatter = outcome["scatter"]
-    final["scatter"] = float(scatter["scatter"])
-    final.update({f"scatter_{label}": float(v) for label, v in zip(scatter["labels"], scatter["vector"])})
-    final["overall_density"] = float(outcome["pattern"]["overall_density"])
+    final["scatter/S"] = float(scatter["scatter"])
+    final.update({f"scatter/{label}": float(v) for label, v in zip(scatter["labels"], scatter["vector"])})
+    final["pattern/overall_density"] = float(outcome["pattern"]["overall_density"])
     for key in ("params", "macs"):
-        final[f"model_{key}"] = float(outcome["model"][key]["total"])
+        final[f"model/{key}"] = float(outcome["model"][key]["total"])
     return final
+
+
+def experiment_name(spec: dict) -> str:
+    """The MLflow experiment of a run: "<preset>/<study>" (smoke and paper runs never share one on a
+    shared server), or the study alone for a run outside any preset (`predsparse train` by hand)."""
+    return f"{spec['preset']}/{spec['study']}" if spec.get("preset") else spec["study"]
+
+
+def describe(spec: dict, pattern: dict) -> str:
+    """The run's description in words (MLflow's `mlflow.note.content`, shown on its run page)."""
+    method = (spec.get("method") or {}).get("name") or (spec.get("extra") or {}).get("method", "predefined")
+    fanouts = "-".join(str(f) for f in pattern["fanouts"])
+    data = spec["dataset"] + (f" ({spec['variant']})" if spec.get("variant") else "")
+    return (f"Study `{spec['study']}`, run `{spec['run_name']}`: {spec['model']} on {data}, net "
+            f"{'-'.join(str(n) for n in pattern['net'])}, {pattern['kind']} pattern with fan-outs {fanouts} "
+            f"(overall density {100 * float(pattern['overall_density']):.3g} %), connections {method}; "
+            f"{spec['optimizer']} lr {spec['lr']:g}, batch {spec['batch_size']}, {spec['epochs']} epochs, "
+            f"seed {spec['seed']}.")
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _dataset_input(spec: dict):
+    """The run's data file as an MLflow dataset input (name "<dataset>/<file stem>", e.g.
+    morse/baseline-5000-1000-1000-s0, its sha256 digest and its path), or None when the file is gone."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    path = Path(str(spec.get("data", "")))
+    if not path.is_file():
+        return None
+    with warnings.catch_warnings():  # a local path resolves to MLflow's local-file source (it says so, twice)
+        warnings.simplefilter("ignore")
+        source = resolve_dataset_source(str(path.resolve()))
+    dataset = MetaDataset(source, name=f"{spec['dataset']}/{path.stem}", digest=_file_digest(path))
+    # One file holds the train, validation and test splits.
+    return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train/validation/test")])
 
 
 class Store:
@@ -157,15 +206,17 @@ class Store:
     def _call(self, method: str, *args, **kwargs):
         return _retry(getattr(self.client, method), *args, **kwargs)
 
-    def experiment_id(self, study: str) -> str:
-        """The id of the study's experiment, created once even when several processes race to create it."""
-        if study not in self._experiments:
-            exp = self._call("get_experiment_by_name", study)
+    def experiment_id(self, name: str) -> str:
+        """The id of an experiment (`experiment_name`), created once even when several processes race to
+        create it, and tagged EXPERIMENT_TAGS."""
+        if name not in self._experiments:
+            exp = self._call("get_experiment_by_name", name)
             if exp is None:
                 try:
-                    exp_id = self._call("create_experiment", study, artifact_location=self.artifact_root)
+                    exp_id = self._call("create_experiment", name, artifact_location=self.artifact_root,
+                                        tags=EXPERIMENT_TAGS)
                 except Exception:
-                    exp = self._call("get_experiment_by_name", study)  # another process created it first
+                    exp = self._call("get_experiment_by_name", name)  # another process created it first
                     if exp is None:
                         raise
                     exp_id = exp.experiment_id
@@ -173,25 +224,44 @@ class Store:
                 exp_id = exp.experiment_id
                 if exp.lifecycle_stage == "deleted":
                     self._call("restore_experiment", exp_id)
-            self._experiments[study] = exp_id
-        return self._experiments[study]
+            if exp is not None:  # made before experiments were tagged, or by someone else
+                for key, value in EXPERIMENT_TAGS.items():
+                    if exp.tags.get(key) != value:
+                        self._call("set_experiment_tag", exp_id, key, value)
+            self._experiments[name] = exp_id
+        return self._experiments[name]
 
-    def find_run(self, study: str, run_id: str):
-        """The active MLflow run tagged with this predsparse run id, or None."""
-        runs = self._call("search_runs", [self.experiment_id(study)], filter_string=f"tags.{RUN_ID_TAG} = '{run_id}'",
-                          max_results=2)
+    def find_run(self, spec: dict, run_id: str):
+        """The active MLflow run of this spec's experiment tagged with this predsparse run id, or None."""
+        runs = self._call("search_runs", [self.experiment_id(experiment_name(spec))],
+                          filter_string=f"tags.{RUN_ID_TAG} = '{run_id}'", max_results=2)
         return runs[0] if runs else None
 
     def create_run(self, info: dict, results_path: str) -> str:
+        """A new MLflow run for `info` (the run's spec, id, commit and pattern), with its tags, description
+        and data set."""
+        from mlflow.utils.mlflow_tags import (MLFLOW_GIT_COMMIT, MLFLOW_RUN_NOTE, MLFLOW_SOURCE_NAME,
+                                              MLFLOW_SOURCE_TYPE)
+
         spec = info["spec"]
         tags = {
             RUN_ID_TAG: info["run_id"],
             "study": spec["study"],
             "results_path": results_path,
-            "git_commit": info["git_commit"],
             "pattern_id": info["pattern"]["id"],
+            MLFLOW_SOURCE_NAME: SOURCE_NAME,
+            MLFLOW_SOURCE_TYPE: "LOCAL",
+            MLFLOW_RUN_NOTE: describe(spec, info["pattern"]),
         }
-        run = self._call("create_run", self.experiment_id(spec["study"]), run_name=spec["run_name"], tags=tags)
+        commit = str(info.get("git_commit") or "unknown")
+        if commit != "unknown":  # train.git_commit: "<sha>" or "<sha>+dirty"
+            tags[MLFLOW_GIT_COMMIT] = commit.removesuffix("+dirty")
+            tags["git_dirty"] = str(commit.endswith("+dirty")).lower()
+        run = self._call("create_run", self.experiment_id(experiment_name(spec)), run_name=spec["run_name"],
+                         tags=tags)
+        dataset = _dataset_input(spec)
+        if dataset is not None:
+            self._call("log_inputs", run.info.run_id, datasets=[dataset])
         return run.info.run_id
 
     def logged_steps(self, mlflow_run_id: str) -> set[int]:
@@ -228,8 +298,7 @@ class Store:
         outcome = rundir.outcome(run_dir)
         if outcome is None:
             raise TrackingError(f"{run_dir} has neither {rundir.METRICS} nor {rundir.FAILURE}: the run has not ended")
-        study = outcome["spec"]["study"]
-        run = self.find_run(study, outcome["run_id"])
+        run = self.find_run(outcome["spec"], outcome["run_id"])
         if run is not None and run.data.tags.get(PUBLISHED_TAG) == "1":
             return run.info.run_id
         mlflow_run_id = run.info.run_id if run else self.create_run(outcome, run_dir.as_posix())
@@ -304,7 +373,7 @@ class RunTracker:
         results are gone, so MLflow never shows epochs the results folder does not have.
         """
         def begin(store: Store):
-            run = store.find_run(info["spec"]["study"], info["run_id"])
+            run = store.find_run(info["spec"], info["run_id"])
             if run is not None and not resumed and store.logged_steps(run.info.run_id):
                 store._call("delete_run", run.info.run_id)
                 run = None
@@ -349,7 +418,7 @@ def sync(results: str | Path, uri: str | None = None) -> dict[str, int]:
     try:
         store = Store(uri)
         for run_dir, outcome in ended:
-            run = store.find_run(outcome["spec"]["study"], outcome["run_id"])
+            run = store.find_run(outcome["spec"], outcome["run_id"])
             if run is not None and run.data.tags.get(PUBLISHED_TAG) == "1":
                 counts["skipped"] += 1
             else:

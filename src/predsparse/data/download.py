@@ -31,8 +31,8 @@ Rules:
 - A complete `.part` is checked as above and only then renamed onto `NAME` (atomic). A mismatch removes
   it (the `.part` is ours) and counts; a second mismatch is a DatasetError. A failed write (disk full)
   removes the `.part` and is a DatasetError: nothing half-written is ever left under the real name.
-- An exclusive `fcntl.flock` on `.NAME.lock` serialises processes fetching the same file: the second one
-  waits, then finds the verified file. The empty lock file stays (removing it would race with waiters).
+- An exclusive lock (filelock) on `.NAME.lock` serialises processes fetching the same file: the second one
+  waits, then finds the verified file.
   An offline reader takes no lock: a concurrent download appears atomically (rename), so it sees either
   no file or the whole verified one.
 - Offline, or when every mirror fails, the DatasetError names the URLs, the file name, its MD5 and the
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import gzip
 import hashlib
 import http.client
@@ -192,16 +191,17 @@ READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 @contextlib.contextmanager
 def _locked(directory: Path, name: str) -> Iterator[bool]:
     """Hold the lock of `name` in `directory`; yields False (no lock) if the directory is read-only."""
+    from filelock import FileLock
+
     path = directory / f".{name}.lock"
     try:
-        lock = open(path, "a")
+        open(path, "a").close()
     except OSError as exc:
         if exc.errno in READ_ONLY_ERRNOS:  # nothing can be written there by us: only read it
             yield False
             return
         raise DatasetError(f"cannot create lock file {path}: {exc.strerror or exc}") from None
-    with lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released by close, or by the kernel if we die
+    with FileLock(path):  # released on exit, or by the kernel if we die
         yield True
 
 
@@ -299,6 +299,10 @@ def _download(remote: RemoteFile, target: Path, *, timeout: float, retries: int,
         return DatasetError(f"{remote.name}: the deadline of {deadline:g} s for the whole download passed ({why}; "
                             f"last from {url}); {kept}. Raise --deadline, or " + _manual_hint(remote, target.parent))
 
+    # A loop of our own rather than tenacity's: one attempt ends in one of four ways (retry this mirror,
+    # give up on this mirror, a checksum mismatch counted across mirrors, a deadline that also bounds the
+    # next back-off), and the message of each names what happened; tenacity would need nested retriers
+    # and a custom stop for the same, and could say less.
     for url in remote.urls:
         for attempt in range(retries + 1):
             if attempt:

@@ -334,12 +334,12 @@ class Plan:
         and the experiments; doing it once here leaves them nothing to race for. Tracking never stops
         the pipeline: an unreachable store is noted in `log`, and `predsparse mlflow-sync` catches up later.
         """
-        from predsparse.tracking import Store
+        from predsparse.tracking import Store, experiment_name
 
-        studies = sorted({run.study for run in self.runs})
+        names = sorted({experiment_name(run.spec.to_dict()) for run in self.runs})
         try:
             store = Store(self.tracking_uri)
-            lines = [f"{study}: experiment {store.experiment_id(study)}" for study in studies]
+            lines = [f"{name}: experiment {store.experiment_id(name)}" for name in names]
         except Exception as exc:  # noqa: BLE001 - any store failure: train anyway, sync later
             lines = [f"warning: MLflow store {self.tracking_uri} cannot be prepared ({exc}); runs will warn and "
                      "`predsparse mlflow-sync` loads them later"]
@@ -479,7 +479,8 @@ class Plan:
                     "study": study, "run_name": name, "dataset": dataset, "data": data.path,
                     "pattern": self.pattern_path(pattern.pattern_id), "model": model, **run_settings,
                     "seed": seed, "device": self.device, "method": chosen if method else {},
-                    "tracking_uri": self.tracking_uri, "extra": {**extra, **group.get("extra", {})},
+                    "tracking_uri": self.tracking_uri, "preset": self.config.get("preset"),
+                    "extra": {**extra, **group.get("extra", {})},
                 }
                 spec = resolve_spec(raw, where=f"{gwhere}: run '{name}'")
                 self.runs.append(Run(study, name, pattern, spec, resources))

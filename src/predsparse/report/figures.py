@@ -26,12 +26,13 @@ from predsparse.report.analysis import (CSC_WITHIN_PP, METHOD_NAMES, PAPER_METHO
 from predsparse.report.beyond import by_study, correlation_rows, density_levels, order, series_labels
 from predsparse.report.inputs import Group, milestone_accuracies
 from predsparse.report.paper import Comparison, scatter_label
-from predsparse.report.studies import (BEYOND_FIGURES, FIGURES, GENERIC_CAPTION, STUDIES, Study, is_ablation,
-                                       is_beyond, study_info)
+from predsparse.report.studies import (BEYOND_FIGURES, DENSE_SENTENCES, FIGURES, GENERIC_CAPTION, STUDIES, Study,
+                                       is_ablation, is_beyond, study_info)
 
 PANEL_SIZE = (3.3, 2.55)  # inches per panel
 MAX_COLUMNS = 3
 LABEL_GAP = 0.075  # minimum vertical distance of scatter-vector labels, in axes fractions
+DODGE = 0.025  # sideways spread of the methods' points at one density, as a fraction of x (log axis)
 PAPER_MARK = dict(marker="x", color=theme.PAPER_COLOR, s=28, linewidths=1.3, zorder=5)
 
 
@@ -362,6 +363,11 @@ class FigurePlan:
     skipped: tuple[str, ...]
 
 
+def _caption(caption: str, stem: str, dense: bool) -> str:
+    """A figure's caption, saying how the dense net is drawn only when the figure has one."""
+    return caption + (DENSE_SENTENCES.get(stem, "") if dense else "")
+
+
 def plan_figures(groups: list[Group], history_ids: set[str]) -> list[FigurePlan]:
     """Every paper-style figure with at least one study in the summary (drawn or not), without drawing:
     `render_figures` draws exactly these, and the pipeline declares their files from it."""
@@ -371,7 +377,10 @@ def plan_figures(groups: list[Group], history_ids: set[str]) -> list[FigurePlan]
         studies = [s for s in STUDIES.values() if s.figure == stem] or [study_info(stem)]
         panels, skipped = _panels(studies, groups, history_ids)
         if panels or skipped:
-            plans.append(FigurePlan(stem, FIGURES.get(stem, GENERIC_CAPTION.format(name=stem)), tuple(panels),
+            drawn = {s.name for p in panels for s in p.studies}
+            dense = any(g.is_dense for g in groups if g.study in drawn)
+            caption = _caption(FIGURES.get(stem, GENERIC_CAPTION.format(name=stem)), stem, dense)
+            plans.append(FigurePlan(stem, caption, tuple(panels),
                                     tuple(s.name for s in studies if s.name not in present), tuple(skipped)))
     return plans
 
@@ -410,11 +419,14 @@ def _draw_methods(ax, study_groups: list[Group]):
         if dense.test.n > 1:
             ax.axhspan(mean - sd, mean + sd, color="black", alpha=0.12, linewidth=0, zorder=0)
     sparse = [g for g in study_groups if not g.is_dense]
+    series = list(dict.fromkeys(labels[g] for g in sorted(sparse, key=order)))
     xs = []
-    for color, label in zip(theme.PALETTE * 3, dict.fromkeys(labels[g] for g in sorted(sparse, key=order))):
+    for k, (color, label) in enumerate(zip(theme.PALETTE * 3, series)):
         line = sorted((g for g in sparse if labels[g] == label), key=lambda g: g.overall_density)
-        x = [100 * g.overall_density for g in line]
-        xs += x
+        # Methods that reach the same accuracy at one density would hide each other: spread them sideways.
+        dodge = 1 + DODGE * (k - (len(series) - 1) / 2)
+        xs += [100 * g.overall_density for g in line]  # the ticks: the densities themselves
+        x = [100 * g.overall_density * dodge for g in line]
         _errorbar(ax, x, [g.test for g in line], color=color, marker=METHOD_MARKERS.get(line[0].method, "P"),
                   linestyle="--" if line[0].kind == "unstructured" else "-", label=label)
     if xs:
@@ -468,7 +480,9 @@ def render_beyond_figures(groups: list[Group], out_dir: Path) -> list[RenderedFi
         panels = [(study_info(name).title, lambda ax, mine=mine: _draw_methods(ax, mine))
                   for name, mine in by_study(groups).items()]
         paths = _save_grid(out_dir, "beyond", panels)
-        rendered.append(RenderedFigure("beyond", BEYOND_FIGURES["beyond"], tuple(paths), (), ()))
+        dense = any(g.is_dense for mine in by_study(groups).values() for g in mine)
+        rendered.append(RenderedFigure("beyond", _caption(BEYOND_FIGURES["beyond"], "beyond", dense), tuple(paths),
+                                       (), ()))
     if "scatter_correlation" in stems:
         panels = [(_correlation_title(r.dataset, r.correlation),
                    lambda ax, r=r: _draw_correlation(ax, list(r.points))) for r in _pooled_correlations(groups)]

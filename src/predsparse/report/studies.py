@@ -89,7 +89,12 @@ FIGURES: dict[str, str] = {
             "squares planned ones.",
     "csc": "CSC layers (reconstruction from the abstract) - test accuracy vs compression of the CL weights "
            "for cyclic sparsely connected (CSC) layers and random pre-defined sparse layers of the same weight "
-           "count; the dense net is the horizontal line, the shaded band is within 2 percentage points of it.",
+           "count.",
+}
+# Appended to a caption when its figure draws a dense net (a study may run without one).
+DENSE_SENTENCES: dict[str, str] = {
+    "csc": " The dense net is the horizontal line, the shaded band is within 2 percentage points of it.",
+    "beyond": " The dense net is the horizontal line.",
 }
 
 GENERIC_CAPTION = "Study {name} - best validation accuracy vs overall CL density, one line per net and method."
@@ -114,7 +119,8 @@ BEYOND_FIGURES: dict[str, str] = {
     "beyond": "Beyond the paper - test accuracy (of the best-validation checkpoint) vs overall CL density, one "
               "line per method: pre-defined sparse with each density allocation across junctions, magnitude "
               "pruning, SET and RigL at the same weight budgets; fixed fan-in keeps every right neuron's fan-in, "
-              "unconstrained only each junction's weight count. The dense net is the horizontal line.",
+              "unconstrained only each junction's weight count. Points of one density are spread slightly "
+              "sideways, so that equal ones stay visible.",
     "scatter_correlation": "Accuracy vs scatter - best validation accuracy vs scatter S of every sparse "
                            "configuration trained (every study and method with a scatter value; each point a "
                            "configuration's mean over seeds), coloured by overall CL density, with Spearman's "
