@@ -561,7 +561,7 @@ def mlflow_runs(results: Path) -> list:
 
 
 def epochs_logged(client, run) -> list[int]:
-    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_acc"))
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "curves/val_acc"))
 
 
 @pytest.fixture(scope="module")

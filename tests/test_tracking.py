@@ -14,7 +14,7 @@ from conftest import make_spec
 from predsparse import rundir
 from predsparse.cli import main
 from predsparse.errors import TrainingError
-from predsparse.tracking import EPOCH_METRICS, RUN_ID_TAG, Store, _retry
+from predsparse.tracking import EPOCH_METRICS, RUN_ID_TAG, Store, _retry, curve_metric
 from predsparse.train import train_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,7 +31,7 @@ def runs_of(store, study):
 
 
 def steps(store, run, key="val_acc"):
-    return sorted(m.step for m in store.client.get_metric_history(run.info.run_id, key))
+    return sorted(m.step for m in store.client.get_metric_history(run.info.run_id, curve_metric(key)))
 
 
 def test_retry_backs_off_only_on_transient_errors():
@@ -103,7 +103,9 @@ def test_resumed_run_continues_its_mlflow_run(inputs, store, tmp_path, monkeypat
     assert all(steps(store, run, key) == [1, 2, 3, 4] for key in EPOCH_METRICS)  # each epoch exactly once
     assert run.data.metrics["result/test_acc"] == metrics["test_acc"]
     assert run.data.metrics["scatter/S1f"] == metrics["scatter"]["vector"][0]
-    assert not [k for k in run.data.metrics if k not in EPOCH_METRICS and "/" not in k]  # curves first in the UI
+    # Every metric in a section; the curves' sorts first, so MLflow's UI draws them first.
+    sections = sorted({k.split("/")[0] for k in run.data.metrics if "/" in k})
+    assert len(sections) == len({k.split("/")[0] for k in run.data.metrics}) and sections[0] == "curves"
     tags = run.data.tags
     assert tags[RUN_ID_TAG] == spec.run_id() and tags["study"] == "resume" and tags["pattern_id"] == "p"
     assert tags["results_path"] == out.as_posix()
@@ -152,13 +154,13 @@ def test_unreachable_store_then_idempotent_sync(inputs, store, tmp_path, capfd):
     by_name = {r.info.run_name: r for r in runs_of(store, "sync")}
     assert by_name["ok"].info.status == "FINISHED" and by_name["nan"].info.status == "FAILED"
     assert steps(store, by_name["ok"]) == [1, 2, 3] and by_name["nan"].data.tags["error"]
-    rows = {name: len(store.client.get_metric_history(r.info.run_id, "val_acc")) for name, r in by_name.items()}
+    rows = {name: len(store.client.get_metric_history(r.info.run_id, curve_metric("val_acc"))) for name, r in by_name.items()}
 
     assert main(["mlflow-sync", results, "--tracking-uri", store.uri]) == 0
     assert "published 0 run(s), 2 already complete" in capfd.readouterr().out
     again = {r.info.run_name: r for r in runs_of(store, "sync")}
     assert {n: r.info.run_id for n, r in again.items()} == {n: r.info.run_id for n, r in by_name.items()}
-    assert {n: len(store.client.get_metric_history(r.info.run_id, "val_acc")) for n, r in again.items()} == rows
+    assert {n: len(store.client.get_metric_history(r.info.run_id, curve_metric("val_acc"))) for n, r in again.items()} == rows
 
     assert main(["mlflow-sync", results, "--tracking-uri", broken]) == 2
     assert capfd.readouterr().err.startswith("predsparse mlflow-sync: error: MLflow store")

@@ -8,8 +8,8 @@ onto them and can always be rebuilt from them with `predsparse mlflow-sync resul
 - Layout: one experiment per preset and study (`experiment_name`: "smoke/fig3a_morse"), tagged for classic
   model development; each MLflow run carries MLflow's own source tags (git commit, source name), a
   description (`mlflow.note.content`), its data set (`mlflow.data`: name, digest, source) and metrics
-  whose single values sit in sections (`result/`, `scatter/`, `pattern/`, `model/`) after the
-  learning curves (per-epoch metrics, unprefixed).
+  in sections: the learning curves first (`curves/val_acc`, step = epoch), then the single values
+  (`model/`, `pattern/`, `result/`, `scatter/`).
 - Identity: every MLflow run carries the tag `run_id` = `RunSpec.run_id()`. Finding a run by that tag is the
   only way a run is looked up, so a resumed training run, a rerun after the store was unreachable and
   `mlflow-sync` all land on the same MLflow run, and none is ever created twice.
@@ -44,7 +44,15 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 SOURCE_NAME = "predsparse train"
 RUN_ID_TAG = "run_id"
 PUBLISHED_TAG = "published"
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "wall_time_s")
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "wall_time_s")  # history.csv columns
+# MLflow's UI draws one chart section per metric-name prefix, alphabetically, and the unprefixed metrics
+# last: the learning curves get the prefix that sorts first, the single values theirs (`_final_metrics`).
+CURVES = "curves/"
+
+
+def curve_metric(column: str) -> str:
+    """The MLflow name of a per-epoch history column: val_acc -> curves/val_acc."""
+    return CURVES + column
 # A server that does not answer should cost seconds, not MLflow's default of minutes of retries.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 _TRANSIENT = ("database is locked", "database table is locked", "temporarily_unavailable", "busy")
@@ -117,8 +125,8 @@ def _flat_params(outcome: dict) -> dict[str, str]:
 def _final_metrics(outcome: dict) -> dict[str, float]:
     """Figures of a finished run (or what a failed one got to), the scatter vector and the model size.
 
-    Named with a section prefix ("result/best_val_acc", "scatter/S1f", "model/macs"): MLflow's UI draws a
-    section per prefix after the unprefixed per-epoch learning curves, which so come first."""
+    Named with a section prefix ("result/best_val_acc", "scatter/S1f", "model/macs") that sorts after the
+    learning curves' ("curves/"), so that MLflow's UI draws the curves first."""
     final: dict[str, float] = {}
     for key in ("best_val_acc", "best_val_epoch", "val_acc_epoch1", "val_acc_epoch5", "test_acc", "test_loss",
                 "wall_time_s", "epochs_done"):
@@ -266,7 +274,7 @@ class Store:
 
     def logged_steps(self, mlflow_run_id: str) -> set[int]:
         """Epochs already logged: log_batch writes all metrics of an epoch in one transaction, so one key tells."""
-        return {m.step for m in self._call("get_metric_history", mlflow_run_id, "val_acc")}
+        return {m.step for m in self._call("get_metric_history", mlflow_run_id, curve_metric("val_acc"))}
 
     def log_params(self, mlflow_run_id: str, params: dict[str, str], present: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -283,7 +291,7 @@ class Store:
         for row in rows:
             if row["epoch"] in logged:
                 continue
-            metrics = [Metric(k, float(row[k]), now, int(row["epoch"])) for k in EPOCH_METRICS]
+            metrics = [Metric(curve_metric(k), float(row[k]), now, int(row["epoch"])) for k in EPOCH_METRICS]
             self._call("log_batch", mlflow_run_id, metrics=metrics)
             logged.add(row["epoch"])
 

@@ -473,12 +473,17 @@ def _deviations(summary, groups, run_info) -> list:
 
 def _mlflow(run_info) -> list:
     uri = run_info.get("tracking_uri", MLFLOW_URI)
-    where = ("Each study is an MLflow experiment and each run an MLflow run named by its `run_name` and tagged "
-             "with its `run_id` (columns of results/summary.csv; search `tags.run_id = '<run_id>'`).")
+    preset = run_info.get("preset")
+    experiment = f"`{preset}/<study>`" if preset and preset != "custom" else "named after its study"
+    where = (f"Each study is an MLflow experiment ({experiment}) and each run an MLflow run named by its "
+             "`run_name` and tagged with its `run_id` (columns of the summary; search `tags.run_id = '<run_id>'`). "
+             "MLflow 3.17's UI opens in its GenAI mode: choose \"Model training\" at its top left, or add "
+             "`?workflowType=machine_learning` to its address.")
     if uri.startswith(("http://", "https://")):
         return [Heading(2, "Browse the runs in MLflow"), Para(f"{where} The runs are on the tracking server {uri}.")]
     return [Heading(2, "Browse the runs in MLflow"),
-            Para(f"{where} Start the UI from the repository root and open http://127.0.0.1:5000:"),
+            Para(f"{where} Start the UI from the repository root and open "
+                 "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning:"),
             Code(f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1")]
 
 
