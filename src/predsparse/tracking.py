@@ -38,7 +38,6 @@ from predsparse import rundir
 from predsparse.errors import ConfigError, TrackingError
 from predsparse.summary import join_list
 
-DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
 # MLflow 3's UI opens an untagged experiment in its GenAI mode ("Evaluations"); this is classic training.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 SOURCE_NAME = "predsparse train"
@@ -58,9 +57,15 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_T
 _TRANSIENT = ("database is locked", "database table is locked", "temporarily_unavailable", "busy")
 
 
-def resolve_uri(uri: str | None = None) -> str:
-    """The tracking URI to use: the given one (from the run spec or config), MLFLOW_TRACKING_URI, the default."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+def default_uri(results_dir: str | Path = "results") -> str:
+    """The store of a results folder when nothing else is set: a SQLite file in it."""
+    return f"sqlite:///{Path(results_dir).as_posix().rstrip('/') or '/'}/mlflow.db"
+
+
+def resolve_uri(uri: str | None = None, results_dir: str | Path = "results") -> str:
+    """The tracking URI to use: the given one (from the run spec or config), MLFLOW_TRACKING_URI, the
+    results folder's default store. The one place that says so: the pipeline, the CLI and the report ask here."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(results_dir)
 
 
 def _sqlite_path(uri: str) -> Path | None:

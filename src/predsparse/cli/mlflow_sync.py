@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 HELP = "log into MLflow every finished or failed run under RESULTS that MLflow lacks (idempotent, keyed by run id)"
 
@@ -16,11 +14,9 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from predsparse.tracking import sync
+    from predsparse.tracking import resolve_uri, sync
 
-    uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-           or f"sqlite:///{Path(args.results).as_posix().rstrip('/')}/mlflow.db")
-    counts = sync(args.results, uri)
+    counts = sync(args.results, resolve_uri(args.tracking_uri, args.results))
     sys.stdout.write(f"published {counts['published']} run(s), {counts['skipped']} already complete in MLflow, "
                      f"{counts['unfinished']} unfinished folder(s) left alone\n")
     return 0

@@ -25,7 +25,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import platform
 import shlex
 import shutil
@@ -43,6 +42,7 @@ from predsparse.methods.options import CONSTRAINTS, options_json
 from predsparse.patterns import check_net
 from predsparse.pipeline.config import REPO_ROOT, check_schema
 from predsparse.spec import NUM_CLASSES, RunSpec
+from predsparse.tracking import resolve_uri
 
 # Data layout (`predsparse data DATASET --layout`) feeding each (dataset, model, N_1); None: the
 # dataset has a single layout and takes no --layout.
@@ -216,11 +216,7 @@ class Plan:
         self.results_dir = str(config.get("results_dir", "results")).rstrip("/") or "/"
         self.resources_dir = str(config.get("resources_dir", "resources")).rstrip("/") or "/"
         self.device = config.get("device", "auto")
-        self.tracking_uri = (
-            config.get("tracking_uri")
-            or os.environ.get("MLFLOW_TRACKING_URI")
-            or f"sqlite:///{self.results_dir}/mlflow.db"
-        )
+        self.tracking_uri = resolve_uri(config.get("tracking_uri"), self.results_dir)
         self.data: dict[str, DataTarget] = {}
         self.patterns: dict[str, PatternRow] = {}
         self._scatter: dict[str, tuple[tuple[str, ...], str]] = {}  # pattern id -> (scatter args, study)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from predsparse import __version__
 from predsparse.io import atomic_write_text
+from predsparse.tracking import default_uri
 from predsparse.report.ablation import EARLY_EPOCHS, REFERENCE, ablation
 from predsparse.report.analysis import NO_LOSS_PP
 from predsparse.report.beyond import correlation_points, reading
@@ -37,7 +38,6 @@ from predsparse.report.tables import BEYOND_TABLES, Table, build_tables
 TITLE = "predsparse - reproduction report"
 PAPER = ('Dey, Huang, Beerel, Chugg, "Characterizing Sparse Connectivity Patterns in Neural Networks" '
          "(ICLR 2018 submission)")
-MLFLOW_URI = "sqlite:///results/mlflow.db"
 BEYOND_HEADING = "Beyond the paper"
 AGREEMENT_HEADING = "Ours vs the paper"
 ABLATION_HEADING = "Protocol ablation"
@@ -472,7 +472,7 @@ def _deviations(summary, groups, run_info) -> list:
 
 
 def _mlflow(run_info) -> list:
-    uri = run_info.get("tracking_uri", MLFLOW_URI)
+    uri = run_info.get("tracking_uri") or default_uri()
     preset = run_info.get("preset")
     experiment = f"`{preset}/<study>`" if preset and preset != "custom" else "named after its study"
     where = (f"Each study is an MLflow experiment ({experiment}) and each run an MLflow run named by its "
