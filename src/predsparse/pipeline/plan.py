@@ -25,12 +25,9 @@ import hashlib
 import itertools
 import json
 import math
-import platform
 import shlex
 import shutil
-import subprocess
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +38,7 @@ from predsparse.io import atomic_write_json, atomic_write_text
 from predsparse.methods.options import CONSTRAINTS, options_json
 from predsparse.patterns import check_net
 from predsparse.pipeline.config import REPO_ROOT, check_schema
+from predsparse.provenance import environment
 from predsparse.spec import NUM_CLASSES, RunSpec
 from predsparse.tracking import resolve_uri
 
@@ -73,7 +71,6 @@ GROUP_KEYS = {  # pattern options each kind takes
 GENERATOR_LABELS = {"sequential": "seq"}
 # The `method` column of a run without a group `method` (its connections are fixed before training).
 METHOD = {"dense": "dense", "csc": "csc", "random": "predefined", "planned": "predefined", "unstructured": "predefined"}
-VERSIONED = ("predsparse", "torch", "numpy", "mlflow", "snakemake")
 # Tags of every run's spec `extra` that the plan sets; a group's own `extra` may not set them.
 RESERVED_EXTRA = ("method", "pattern_id", "compression", "allocation", "sweep")
 # How a swept setting is spelled in run names (value after the label); a setting not listed: its name.
@@ -343,7 +340,7 @@ class Plan:
 
     def write_run_info(self, path: str, log: str | None = None) -> None:
         """Write run_info.json: `run_info()` plus the software that ran it (versions, commit, host)."""
-        info = {**self.run_info(), **_environment()}
+        info = {**self.run_info(), **environment()}
         atomic_write_json(path, info)
         if log:
             atomic_write_text(log, f"wrote {path}: {info['runs']} runs in {len(info['studies'])} studies\n")
@@ -834,24 +831,6 @@ def _run_name(group: dict, pattern: PatternRow, own_net: bool, seed: int, swept:
     parts += _sweep_parts(swept or {})
     parts.append(f"s{seed}")
     return "_".join(parts)
-
-
-def _environment() -> dict[str, Any]:
-    """The software and machine that ran the pipeline, for the report's 'what was run'."""
-    versions = {"python": platform.python_version()}
-    for package in VERSIONED:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    env: dict[str, Any] = {"versions": versions, "host": platform.node()}
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        env["git_commit"] = commit
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return env
 
 
 def load_plan(config: dict | str | Path, source: str | None = None) -> Plan:
