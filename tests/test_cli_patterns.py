@@ -148,7 +148,7 @@ def test_density_lists_the_splits(capsys):
         (["--net", "64,64", "--fanouts", "8", "--cluster", "1:f=2"], ["--cluster is for kind planned"]),
         (["--net", "64,64", "--fanouts", "8", "--kind", "planned", "--cluster", "1f2"], ["cluster '1f2' is malformed"]),
         (["--net", "64,64", "--fanouts", "8", "--kind", "planned", "--cluster", "1:b=3"], ["backward clustering b=3"]),
-        (["--net", "64,64", "--fanouts", "8", "--shapes", "8x9,-"], ["layer 1 shape 8x9 does not hold its 64 neurons"]),
+        (["--net", "64,64", "--fanouts", "8", "--shapes", "8x9,-"], ["layer 1 shape 8x9 holds 72 neurons, but the layer has 64"]),
         (["--net", "64,64", "--fanouts", "8", "--shapes", "8by8,-"], ["layer shape '8by8'"]),
         (["--net", "64,64", "--fanouts", "8", "--radices", "8,8"], ["--radices is for kind csc"]),
         (["--net", "64,64", "--fanouts", "8", "--seed", "-1"], ["seed -1 must be a whole number >= 0"]),

@@ -114,7 +114,7 @@ def tampered(path):
         (lambda p: p.unlink(), [], ["does not exist"]),
         (lambda p: p.write_bytes(b"not a zip"), [], ["not a readable pattern file"]),
         (tampered, [], ["out of range"]),
-        (lambda p: None, ["--shapes", "3x3,-,-"], ["layer 1 shape [3, 3] holds 9 neurons"]),
+        (lambda p: None, ["--shapes", "3x3,-,-"], ["layer 1 shape 3x3 holds 9 neurons, but the layer has 8"]),
         (lambda p: None, ["--shapes", "8,4"], ["2 layer shapes"]),
         (lambda p: None, ["--shapes", "2xa,-,-"], ["is not e.g. 1x32x32"]),
         (lambda p: None, ["--real-in", "9"], ["real input neurons '9': the count must be between 1 and the layer's 8"]),

@@ -15,9 +15,8 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import pytest
 import torch
 import yaml
 from cliutil import assert_one_line_error, cli
-from test_train import inputs, make_spec  # noqa: F401 (shared fixtures)
+from conftest import LoopbackServer, make_spec
 
 from predsparse import rundir
 from predsparse.cli import pattern as pattern_cli
@@ -216,12 +215,9 @@ def _payload() -> bytes:
 
 @pytest.fixture
 def bad_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    srv = LoopbackServer(_Misbehaving)
+    yield srv.base_url
+    srv.close()
 
 
 def test_a_dripping_server_ends_at_the_deadline(bad_server, tmp_path):
@@ -547,8 +543,8 @@ def test_mlflow_gets_the_total_wall_time_and_no_file_from_outside_the_results(fi
     assert f"pattern file {secret}" in err and "MLflow run logged without it" in err
     store = Store(uri)
     runs = {r.info.run_name: r for r in store.client.search_runs([store.experiment_id("st")])}
-    assert runs["good"].data.metrics["total_wall_time_s"] == metrics["wall_time_s"]
-    epochs = store.client.get_metric_history(runs["good"].info.run_id, "wall_time_s")
+    assert runs["good"].data.metrics["result/total_wall_time_s"] == metrics["wall_time_s"]
+    epochs = store.client.get_metric_history(runs["good"].info.run_id, "curves/wall_time_s")
     assert sorted(m.step for m in epochs) == [1, 2]  # the per-epoch metric keeps its own name
     artifacts = {a.path for a in store.client.list_artifacts(runs["evil"].info.run_id)}
     assert "pattern" not in artifacts and rundir.CURVES not in artifacts and rundir.METRICS in artifacts

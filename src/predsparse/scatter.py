@@ -68,8 +68,8 @@ from typing import Sequence
 
 import numpy as np
 
-from predsparse.errors import ScatterError
-from predsparse.patterns.format import Pattern, fan_out_index
+from predsparse.errors import PatternError, ScatterError
+from predsparse.patterns.format import Pattern, check_layer_shape, fan_out_index
 
 
 def window_count(n_neurons: int, fan: int) -> tuple[int, int]:
@@ -96,13 +96,11 @@ def _prime_factors(n: int) -> list[int]:
 
 
 def _check_shape(shape: Sequence[int], n_neurons: int | None = None, layer: int | None = None) -> tuple[int, ...]:
-    shape = tuple(int(s) for s in shape)
-    name = "layer shape" if layer is None else f"layer {layer + 1} shape"
-    if not shape or min(shape) < 1:
-        raise ScatterError(f"{name} {list(shape)} is invalid; every dimension must be at least 1")
-    if n_neurons is not None and math.prod(shape) != n_neurons:
-        raise ScatterError(f"{name} {list(shape)} holds {math.prod(shape)} neurons, but the layer has {n_neurons}")
-    return shape
+    """`patterns.check_layer_shape` (layer 0-based here), as a ScatterError."""
+    try:
+        return check_layer_shape(shape, n_neurons, None if layer is None else layer + 1)
+    except PatternError as exc:
+        raise ScatterError(str(exc)) from None
 
 
 def window_grid(shape: Sequence[int], n_windows: int) -> tuple[int, ...]:

@@ -54,10 +54,11 @@ def available_memory() -> int | None:
 
 def _check_memory(net, fanouts, kind: str) -> None:
     """Refuse, before building it, a pattern whose connections cannot fit in the memory available."""
+    from predsparse.density import dense_junction_weights
     from predsparse.patterns import check_net
 
     if kind == "dense":
-        connections = sum(a * b for a, b in zip(net[:-1], net[1:]))
+        connections = sum(dense_junction_weights(net))
     elif fanouts is not None and kind in ("random", "planned", "unstructured"):
         try:
             net, fanouts = check_net(net, fanouts)

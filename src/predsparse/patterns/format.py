@@ -299,21 +299,39 @@ def _meta(arrays: dict[str, np.ndarray], where: str) -> dict:
     return meta
 
 
+def check_layer_shape(shape, n_neurons: int | None = None, layer: int | None = None) -> tuple[int, ...]:
+    """`shape` as a tuple of positive integers; a PatternError names the layer (1-based) when it is not
+    one, or when it does not hold `n_neurons`. The one check of a layer shape: pattern files, the
+    generator, scatter and the pipeline's config all ask here."""
+    name = "layer shape" if layer is None else f"layer {layer} shape"
+    if (not isinstance(shape, (list, tuple)) or not shape
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in shape)):
+        raise PatternError(f"{name} {shape!r} is not a list of positive integers (or null for a flat layer)")
+    shape = tuple(int(d) for d in shape)
+    if n_neurons is not None and math.prod(shape) != n_neurons:
+        raise PatternError(f"{name} {'x'.join(map(str, shape))} holds {math.prod(shape)} neurons, but the layer "
+                           f"has {n_neurons}")
+    return shape
+
+
+def check_layer_shapes(shapes, net: Sequence[int]) -> tuple[tuple[int, ...] | None, ...]:
+    """One shape per layer of `net` (None: a flat layer), each checked by `check_layer_shape`."""
+    shapes = list(shapes)
+    if len(shapes) != len(net):
+        raise PatternError(f"{len(shapes)} layer shapes were given for a net of {len(net)} layers {list(net)}")
+    return tuple(None if shape is None else check_layer_shape(shape, n, layer)
+                 for layer, (shape, n) in enumerate(zip(shapes, net), start=1))
+
+
 def _shapes(meta: dict, net: tuple[int, ...], where: str) -> tuple[tuple[int, ...] | None, ...]:
     shapes = meta.pop("shapes", None) or [None] * len(net)
     if not isinstance(shapes, list) or len(shapes) != len(net):
         raise PatternError(f"{where}: meta 'shapes' is {shapes!r}; expected a list of {len(net)} layer shapes "
                            "(a list of positive integers, or null for a flat layer), one per layer of the net")
-    for layer, (shape, n) in enumerate(zip(shapes, net), start=1):
-        if shape is None:
-            continue
-        if (not isinstance(shape, list) or not shape
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
-            raise PatternError(f"{where}: meta 'shapes': layer {layer} shape {shape!r} is not a list of positive "
-                               "integers (or null for a flat layer)")
-        if math.prod(shape) != n:
-            raise PatternError(f"{where}: layer {layer} shape {list(shape)} does not hold {n} neurons")
-    return tuple(tuple(s) if s is not None else None for s in shapes)
+    try:
+        return check_layer_shapes(shapes, net)
+    except PatternError as exc:
+        raise PatternError(f"{where}: meta 'shapes': {exc}") from None
 
 
 def pattern_from_arrays(arrays: dict[str, np.ndarray], where: str = "pattern") -> Pattern:

@@ -21,7 +21,6 @@ Kinds (junction i joins N_i left to N_{i+1} right neurons, fi_i = N_i * fo_i / N
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 from dataclasses import dataclass, replace
@@ -30,7 +29,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from predsparse.errors import PatternError
-from predsparse.patterns.format import Pattern, check_net, valid_fanouts
+from predsparse.patterns.csc import csc_pattern
+from predsparse.patterns.format import Pattern, check_layer_shapes, check_net, valid_fanouts
 
 # ---------------------------------------------------------------------------------------------------
 # Seeding
@@ -377,13 +377,7 @@ def _build_csc(net, fanouts, seed, options):
         raise PatternError("kind csc takes radices, not fan-outs: the support layers' fan-outs are the radices")
     if "radices" not in options:
         raise PatternError("kind csc needs the option radices (e.g. radices=[32, 32] for net [1024, 1024])")
-    try:
-        csc = importlib.import_module("predsparse.patterns.csc")
-    except ModuleNotFoundError as exc:
-        if exc.name != "predsparse.patterns.csc":
-            raise
-        raise PatternError("kind csc needs predsparse.patterns.csc, which is not in this installation yet") from None
-    return csc.csc_pattern(list(net), options["radices"])
+    return csc_pattern(list(net), options["radices"])
 
 
 KINDS: dict[str, Kind] = {
@@ -406,16 +400,6 @@ KINDS: dict[str, Kind] = {
         options=("radices",),
     ),
 }
-
-
-def _check_shapes(shapes, net) -> tuple[tuple[int, ...] | None, ...]:
-    shapes = tuple(None if s is None else tuple(int(d) for d in s) for s in shapes)
-    if len(shapes) != len(net):
-        raise PatternError(f"{len(shapes)} layer shapes were given for a net of {len(net)} layers {list(net)}")
-    for layer, (shape, n) in enumerate(zip(shapes, net), start=1):
-        if shape is not None and (not shape or min(shape) < 1 or math.prod(shape) != n):
-            raise PatternError(f"layer {layer} shape {'x'.join(map(str, shape))} does not hold its {n} neurons")
-    return shapes
 
 
 def _onto_shaped_windows(pattern: Pattern, shapes) -> Pattern:
@@ -474,7 +458,7 @@ def generate_pattern(
 
     pattern = spec.build(net, fanouts, seed, options)
     if shapes is not None:
-        shapes = _check_shapes(shapes, pattern.net)
+        shapes = check_layer_shapes(shapes, pattern.net)
         if kind == "planned":
             pattern = _onto_shaped_windows(pattern, shapes)
         pattern = replace(pattern, shapes=shapes)

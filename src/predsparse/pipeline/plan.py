@@ -24,7 +24,6 @@ import functools
 import hashlib
 import itertools
 import json
-import math
 import shlex
 import shutil
 from dataclasses import dataclass, field
@@ -32,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from predsparse import rundir
+from predsparse.density import dense_junction_weights
 from predsparse.defaults import resolve_spec
 from predsparse.errors import ConfigError, PredsparseError
 from predsparse.io import atomic_write_json, atomic_write_text
 from predsparse.methods.options import CONSTRAINTS, options_json
 from predsparse.patterns import check_net
+from predsparse.patterns.format import check_layer_shapes
 from predsparse.pipeline.config import REPO_ROOT, check_schema
 from predsparse.provenance import environment
 from predsparse.spec import NUM_CLASSES, RunSpec
@@ -539,15 +540,10 @@ class Plan:
     def _shapes(self, where: str, net: tuple[int, ...], shapes) -> tuple:
         if not shapes:
             return ()
-        if len(shapes) != len(net):
-            raise ConfigError(f"{where}: key 'shapes' gives {len(shapes)} layer shapes for the {len(net)} layers of net {list(net)}")
-        for layer, (shape, n) in enumerate(zip(shapes, net), start=1):
-            if shape is not None and math.prod(shape) != n:
-                raise ConfigError(
-                    f"{where}: key 'shapes': layer {layer} shape {shape} holds {math.prod(shape)} neurons, "
-                    f"but layer {layer} of net {list(net)} has {n}"
-                )
-        return tuple(tuple(s) if s is not None else None for s in shapes)
+        try:
+            return check_layer_shapes(shapes, net)
+        except PredsparseError as exc:
+            raise ConfigError(f"{where}: key 'shapes': {exc}") from None
 
     def _data_target(self, where: str, dataset: str, model: str, variant: str | None, net: tuple[int, ...]) -> DataTarget:
         layouts = INPUT_LAYOUTS.get((dataset, model))
@@ -648,7 +644,7 @@ class Plan:
         key = _unseeded(row)
         if key in self._checked:
             return row
-        dense = sum(a * b for a, b in zip(row.net[:-1], row.net[1:]))
+        dense = sum(dense_junction_weights(row.net))
         try:
             if row.kind == "planned":
                 from predsparse.patterns import generate_pattern

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from predsparse.density import valid_splits
+from predsparse.density import dense_junction_weights, valid_splits
 from predsparse.report.inputs import SETTINGS, Group, Stat
 from predsparse.report.paper import eighths
 from predsparse.report.studies import is_ablation
@@ -151,7 +151,7 @@ def informs(key: PatternKey, scatter_vector, paper: pd.DataFrame | None) -> str:
         texts.append("Fig. 7 claim: below the random point")
     elif key.kind == "random":
         weights = sum(n * fo for n, fo in zip(key.net, key.fanouts))
-        dense = sum(a * b for a, b in zip(key.net, key.net[1:]))
+        dense = sum(dense_junction_weights(key.net))
         if key.fanouts == (128, 8):
             texts.append("Fig. 7a random point (paper about 74 %, figure label)")
         if key.fanouts == (512, 32):

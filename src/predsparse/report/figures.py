@@ -20,6 +20,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from predsparse.density import dense_junction_weights
 from predsparse.report import theme
 from predsparse.report.analysis import (CSC_WITHIN_PP, METHOD_NAMES, PAPER_METHODS, Correlation, compressions,
                                         dataset_name, equal_budgets, net_label, pct)
@@ -209,7 +210,7 @@ def _draw_split(ax, panel, groups, history, comparisons):
     ax.set_xlabel("Junction-1 density")
     if len(overall) == 1 and points:
         net = points[0].net
-        d1_size, d2_size = net[0] * net[1], net[1] * net[2]
+        d1_size, d2_size = dense_junction_weights(net)[:2]
         budget = 100 * overall[0] * (d1_size + d2_size)
 
         def other(d):  # the same linear map takes d1 to d2 and d2 to d1 when D1 = D2
