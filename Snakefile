@@ -20,6 +20,6 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         rules.report.output,  # report.md, report.html and every figure and table (see report.smk)
-        f"{RESULTS}/mlflow_sync.done",
+        PLAN.path("mlflow_sync.done"),
         [PLAN.scatter_path(pattern_id) for pattern_id in PLAN.patterns],
     default_target: True

@@ -52,7 +52,7 @@ def setup(dataset: str, net, fanouts, dense: bool, device: torch.device):
     spec = RunSpec(study="bench", run_name="bench", dataset=dataset, data="", pattern="", device=device.type,
                    **HYPERPARAMETERS[dataset, "mlp"])
     torch.manual_seed(0)
-    model = build_model(spec, pattern).to(device)
+    model = build_model(spec.model, pattern, spec.num_classes, init=spec.init, dataset=spec.dataset).to(device)
     return spec, model, make_optimizer(spec, model)
 
 

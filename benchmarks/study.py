@@ -48,12 +48,11 @@ COLUMNS = ("config", "kernels", "group", "threads", "epochs", "part", "seconds_p
 # part -> (module, function name) wrapped by a timer; train and train_group share the helpers they import.
 TIMED = {
     "data": [(train, "load_arrays"), (train_group, "load_arrays")],
-    "setup": [(train, "load_pattern"), (train, "build_model"), (train, "run_info"), (train_group, "load_pattern"),
-              (train_group, "build_model"), (train_group, "run_info")],
+    "setup": [(train, "load_pattern"), (train, "build_model"), (train, "run_info")],
     "steps": [(train, "train_epoch")],
     "evaluation": [(train, "evaluate"), (train_group, "evaluate")],
-    "checkpoints": [(train, "_save_checkpoint"), (train.rundir, "write_history"), (train_group, "_save_checkpoint")],
-    "final_files": [(train, "write_curves"), (train_group, "write_curves")],
+    "checkpoints": [(train, "_save_checkpoint"), (train.rundir, "write_history")],
+    "final_files": [(train, "write_curves")],
     "mlflow_run": [(tracking.RunTracker, "start"), (tracking.RunTracker, "publish")],
     "mlflow_epochs": [(tracking.RunTracker, "log_epoch")],
 }

@@ -42,7 +42,7 @@ def setup(fanouts, device):
     spec = RunSpec(study="bench", run_name="bench", dataset="morse", data="", pattern="", device=device.type,
                    **HYPERPARAMETERS["morse", "mlp"])
     torch.manual_seed(0)
-    model = build_model(spec, pattern).to(device)
+    model = build_model(spec.model, pattern, spec.num_classes, init=spec.init, dataset=spec.dataset).to(device)
     return spec, model, make_optimizer(spec, model)
 
 

@@ -12,27 +12,24 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from predsparse.csc_growth import (
-    CSCConfig,
-    budget_weights,
-    csc_plan,
-    grow,
-    grow_step,
-    start_config,
-    write_growth,
-)
 from predsparse.errors import ConfigError, PatternError, PredsparseError
+from predsparse.methods.csc_growth import grow, write_growth
 from predsparse.nn.csc import CSCLinear, csc_linear_layers
 from predsparse.patterns import validate_junction
 from predsparse.patterns.csc import (
+    CSCConfig,
     CSCLayer,
+    budget_weights,
     csc_layers_from_pattern,
     csc_pattern,
+    csc_plan,
     csc_radices,
     csc_weight_count,
     cyclic_fan_in,
     format_radices,
+    grow_step,
     parse_radices,
+    start_config,
 )
 
 LENET = (784, 300, 100, 10)

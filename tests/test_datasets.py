@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_download import LoopbackServer, read_only
+from conftest import LoopbackServer, read_only
 
 from predsparse.cli import main
 from predsparse.data import DATASETS, holdout_last, load_arrays, read_info
@@ -25,13 +25,6 @@ from predsparse.errors import DatasetError
 from predsparse.io import save_npz
 
 FAST = {"backoff": 0.0, "timeout": 5.0}
-
-
-@pytest.fixture
-def server():
-    srv = LoopbackServer()
-    yield srv
-    srv.close()
 
 
 def idx_gz(array: np.ndarray) -> bytes:

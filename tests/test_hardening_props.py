@@ -21,7 +21,7 @@ import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_train import synthetic_morse
+from conftest import synthetic_morse
 
 from predsparse import rundir
 from predsparse.cli import main

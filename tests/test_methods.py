@@ -24,9 +24,10 @@ from predsparse.nn import MaskedLinear, SparseLinear
 from predsparse.patterns import generate_pattern, load_pattern
 from predsparse.scatter import scatter_vector
 from predsparse.spec import RunSpec
-from predsparse.defaults import resolve_spec
 from predsparse.train import make_optimizer, train_epoch, train_run
-from test_train import VOLATILE, one_thread, synthetic_morse  # noqa: F401 - one_thread: autouse fixture
+from conftest import VOLATILE, make_spec, synthetic_morse
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 NET = (64, 128, 64)
 FANOUTS = (32, 8)  # fi = 16 and 16: junction densities 25 % and 12.5 %
@@ -37,14 +38,8 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("inputs")
     for kind in ("random", "unstructured"):
         generate_pattern(NET, FANOUTS, kind, 0).save(root / f"{kind}.npz")
-    return {"data": synthetic_morse(root / "morse.npz", n=(512, 128, 128)), "root": root}
-
-
-def make_spec(inputs, kind="random", **changes) -> RunSpec:
-    raw = {"study": "t", "run_name": "r", "dataset": "morse", "data": str(inputs["data"]),
-           "pattern": str(inputs["root"] / f"{kind}.npz"), "epochs": 3, "batch_size": 32, "optimizer": "adam",
-           "lr": 0.03, "device": "cpu", **changes}
-    return resolve_spec(raw)
+    return {"data": synthetic_morse(root / "morse.npz", n=(512, 128, 128)), "pattern": root / "random.npz",
+            "root": root}
 
 
 # --- options ------------------------------------------------------------------------------------------
@@ -59,7 +54,7 @@ def test_method_is_stored_canonical_and_fixed_runs_keep_their_id():
     assert rigl.method == parse_method("rigl", 10) and rigl.run_id() != fixed.run_id()
     # The id of a fixed-connection run of our init is the hash it had before specs had a method or an init.
     import hashlib
-    payload = {k: v for k, v in fixed.to_dict().items() if k not in ("tracking_uri", "device", "method", "init")}
+    payload = {k: v for k, v in fixed.to_dict().items() if k not in ("tracking_uri", "device", "preset", "method", "init")}
     assert fixed.run_id() == hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     assert RunSpec.from_dict({**raw, "init": "he_dense"}).run_id() != fixed.run_id()
 

@@ -18,8 +18,13 @@ def spec_for(dataset, model="mlp"):
     return RunSpec(study="s", run_name="r", dataset=dataset, data="d.npz", pattern="p.npz", model=model)
 
 
+def build(spec, pattern, **kwargs):
+    """`build_model` with a spec's model, classes, init and dataset name (as training calls it)."""
+    return build_model(spec.model, pattern, spec.num_classes, init=spec.init, dataset=spec.dataset, **kwargs)
+
+
 def model_for(dataset, model, net, fanouts, kind="random"):
-    return build_model(spec_for(dataset, model), generate_pattern(net, fanouts, kind, 0))
+    return build(spec_for(dataset, model), generate_pattern(net, fanouts, kind, 0))
 
 
 def test_cifar_conv_stack_counts_match_table2():
@@ -58,7 +63,7 @@ TABLE2 = [
 @pytest.mark.parametrize("model_name, dataset, net, fanouts, param_reduction, op_reduction", TABLE2)
 def test_model_counts_reproduce_table2_reductions(model_name, dataset, net, fanouts, param_reduction, op_reduction):
     pattern = generate_pattern(net, fanouts, "random", 0)
-    model = build_model(spec_for(dataset, model_name), pattern)
+    model = build(spec_for(dataset, model_name), pattern)
     params, macs = count_parameters(model), count_macs(model)
     account = pattern_density(pattern, other_params=params["conv"], other_ops=macs["conv"])
     assert params["cl_weights"] == macs["cl"] == account.weights
@@ -115,8 +120,8 @@ def test_bad_combinations_are_config_errors():
     pattern = generate_pattern([3136, 784, 10], [4, 10], "random", 0)
     shaped = dataclasses.replace(pattern, shapes=((7, 7, 64), None, None))
     with pytest.raises(ConfigError, match=r"flattens features of shape \(C, H, W\) = \[64, 7, 7\]"):
-        build_model(spec_for("mnist", "mnist_conv"), shaped)
-    build_model(spec_for("mnist", "mnist_conv"), dataclasses.replace(pattern, shapes=((64, 7, 7), None, None)))
+        build(spec_for("mnist", "mnist_conv"), shaped)
+    build(spec_for("mnist", "mnist_conv"), dataclasses.replace(pattern, shapes=((64, 7, 7), None, None)))
 
 
 @pytest.mark.parametrize("fanouts", [(128, 8), (16, 1)])
@@ -124,9 +129,9 @@ def test_init_laws_give_their_standard_deviations(fanouts):
     """uniform: U(+-1/sqrt(fi)), sd 1/sqrt(3 fi); he_dense: N(0, 2/N_i) over the dense fan-in N_i, biases 0."""
     pattern = generate_pattern([64, 1024, 64], list(fanouts), "random", 0)
     torch.manual_seed(0)
-    ours = build_model(spec_for("morse"), pattern)
+    ours = build(spec_for("morse"), pattern)
     torch.manual_seed(0)
-    authors = build_model(dataclasses.replace(spec_for("morse"), init="he_dense"), pattern)
+    authors = build(dataclasses.replace(spec_for("morse"), init="he_dense"), pattern)
     for a, b, n_left in zip(ours.cls.junctions, authors.cls.junctions, (64, 1024)):
         fi = a.fan_in
         assert abs(a.weight.std().item() * (3 * fi) ** 0.5 - 1) < 0.05
@@ -139,7 +144,7 @@ def test_init_laws_give_their_standard_deviations(fanouts):
 
 def test_he_dense_masked_layer_keeps_absent_weights_at_zero():
     pattern = generate_pattern([64, 1024, 64], [128, 8], "random", 0)
-    model = build_model(dataclasses.replace(spec_for("morse"), init="he_dense"), pattern, masked=True)
+    model = build(dataclasses.replace(spec_for("morse"), init="he_dense"), pattern, masked=True)
     for layer in model.cls.junctions:
         assert isinstance(layer, MaskedLinear)
         assert torch.count_nonzero(layer.weight[~layer.mask.bool()]) == 0
@@ -149,3 +154,21 @@ def test_he_dense_masked_layer_keeps_absent_weights_at_zero():
 def test_unknown_init_is_refused():
     with pytest.raises(ConfigError, match="init 'xavier' is not one of"):
         dataclasses.replace(spec_for("morse"), init="xavier").check()
+
+
+def test_junctions_are_the_models_api_and_a_replacement_must_fit():
+    model = model_for("morse", "mlp", [64, 128, 64], [32, 8])
+    first, second = model.junctions()
+    assert first is model.cls.junctions[0] and isinstance(second, SparseLinear)
+    dense = nn.Linear(128, 64)
+    model.replace_junction(1, dense)
+    assert model.junctions()[1] is dense and model(torch.rand(2, 64)).shape == (2, 64)
+    with pytest.raises(ValueError, match="junction 0 joins 64 to 128 neurons; the new layer joins 128 to 64"):
+        model.replace_junction(0, nn.Linear(128, 64))
+
+
+def test_build_model_refuses_a_pattern_narrower_than_the_classes():
+    pattern = generate_pattern([64, 128, 64], [32, 8], "random", 0)
+    assert build_model("mlp", pattern, 64)(torch.rand(2, 64)).shape == (2, 64)
+    with pytest.raises(ConfigError, match="has 64 outputs but the dataset has 100 classes"):
+        build_model("mlp", pattern, 100)

@@ -741,3 +741,13 @@ def test_runs_that_share_a_net_share_a_training_job(tmp_path):
     assert len(alone.groups) == len(alone.runs)
     message = error_of({**read_yaml(REPO / "config/smoke.yaml"), "group_runs": 0})
     assert "group_runs" in message
+
+
+def test_rules_ask_the_plan_for_every_path():
+    """Output paths are built by Plan alone (path, log_path, benchmark_path, pattern_path, ...); a rule
+    that spells one itself would drift from what `predsparse plan` and the CLI use."""
+    rules = [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]
+    for path in rules:
+        text = "\n".join(line.split("#")[0] for line in path.read_text().splitlines())  # code, not comments
+        for spelled in ("{RESULTS}", "{RESOURCES}", "results/", "resources/", '"logs/', '"benchmarks/'):
+            assert spelled not in text, f"{path.name} builds a path itself: {spelled}"

@@ -395,3 +395,16 @@ def test_without_the_native_build_the_layer_says_so_and_still_trains(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"}, check=True)
     assert done.stdout.startswith("False native CPU kernels not built") and "C compiler" in done.stdout
+
+
+def test_docstring_examples_run_on_every_cpu_path(cpu_path):
+    """SparseLinear's Examples (its output a transposed view) hold on each CPU formulation."""
+    import doctest
+
+    import predsparse.nn.sparse_linear as module
+
+    finder = doctest.DocTestFinder()
+    (test,) = [t for t in finder.find(module.SparseLinear, "SparseLinear", module=module) if t.name == "SparseLinear"]
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    result = runner.run(test, out=lambda text: None)
+    assert test.examples and result.failed == 0, f"{result.failed} of {result.attempted} examples failed"

@@ -9,62 +9,23 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from predsparse import rundir
 from predsparse.cli import main
 from predsparse.errors import ConfigError, DatasetError, TrainingError
-from predsparse.io import save_npz
 from predsparse.nn.models import build_model
-from predsparse.patterns import generate_pattern, load_pattern
+from predsparse.patterns import load_pattern
 from predsparse.scatter import scatter_vector
-from predsparse.spec import RunSpec
 from predsparse.summary import HISTORY_COLUMNS, SUMMARY_COLUMNS
 from predsparse.defaults import HYPERPARAMETERS, resolve_spec
+from predsparse import train
 from predsparse.train import make_optimizer, train_run
+from conftest import VOLATILE, make_spec, synthetic_morse
 
-# Figures that legitimately differ between two runs of one spec (time, where it ran).
-VOLATILE = {"wall_time_s", "device", "versions", "git_commit"}
-
-
-def synthetic_morse(path: Path, n=(1024, 256, 256), features=64, seed=0):
-    """A learnable 64-class set: input y is 1 for class y, the others noise in [0, 0.3)."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for split, size in zip(("tr", "va", "te"), n):
-        y = rng.integers(0, 64, size)
-        x = (rng.random((size, features)) * 0.3).astype(np.float32)
-        x[np.arange(size), y % features] = 1.0
-        arrays[f"x{split}"], arrays[f"y{split}"] = x, y.astype(np.int64)
-    save_npz(path, arrays)
-    return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread here and in training subprocesses: equal results, no oversubscribed cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("inputs")
-    generate_pattern([64, 128, 64], [32, 8], "random", 0).save(root / "p.npz")
-    return {"data": synthetic_morse(root / "morse.npz"), "pattern": root / "p.npz", "root": root}
-
-
-def make_spec(inputs, **changes) -> RunSpec:
-    raw = {"study": "t", "run_name": "r", "dataset": "morse", "data": str(inputs["data"]),
-           "pattern": str(inputs["pattern"]), "epochs": 3, "batch_size": 32, "optimizer": "adam", "lr": 0.03,
-           "device": "cpu", **changes}
-    return resolve_spec(raw)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def stable(metrics: dict) -> dict:
@@ -178,7 +139,7 @@ def test_non_finite_loss_stops_the_run(inputs, tmp_path, capsys):
 
 def test_weight_decay_reaches_only_existing_weights(inputs):
     spec = make_spec(inputs, weight_decay=1e-3, optimizer="adam", lr=1e-3)
-    model = build_model(spec, load_pattern(inputs["pattern"]))
+    model = build_model(spec.model, load_pattern(inputs["pattern"]), spec.num_classes)
     optimizer = make_optimizer(spec, model)
     decayed, plain = optimizer.param_groups
     assert decayed["weight_decay"] == 1e-3 and plain["weight_decay"] == 0
@@ -228,6 +189,106 @@ def test_one_log_line_per_epoch_without_a_terminal(inputs, tmp_path, capsys):
     train_run(make_spec(inputs, run_name="log"), tmp_path / "log", track=False)
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(" train_loss")[0] for line in lines] == [f"log epoch {e}/3" for e in (1, 2, 3)]
+
+
+class _Stderr:
+    """A stand-in for stderr: a terminal or a log file."""
+
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def _epoch_of(progress, now: list, seconds: float) -> None:
+    """One epoch reported as training reports it (every _CHECK_EVERY batches), taking `seconds` on clock `now`."""
+    now[0] = 0.0
+    progress.start_epoch(1)
+    for done in [*range(train._CHECK_EVERY, progress.batches, train._CHECK_EVERY), progress.batches]:
+        now[0] = seconds * done / progress.batches
+        progress.batch(1, done, 1.5, 0.25)
+
+
+def test_progress_in_a_log_is_a_line_every_tenth_of_a_slow_epoch_only(monkeypatch):
+    log = _Stderr(tty=False)
+    monkeypatch.setattr(sys, "stderr", log)
+    now = [0.0]
+    progress = train.Progress("slow", 3, 200, clock=lambda: now[0])
+    _epoch_of(progress, now, 2.0)  # a fast epoch: nothing but its epoch line
+    assert log.text == ""
+    _epoch_of(progress, now, 40.0)  # a slow one: a line at every tenth (the first report past it)
+    lines = log.text.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["slow epoch 1/3"] * 9, lines
+    assert [int(line.split(": ")[1].split("%")[0]) for line in lines] == [16, 24, 32, 40, 56, 64, 72, 80, 96]
+    assert lines[0] == "slow epoch 1/3: 16% (32/200 batches) loss 1.5000 acc 0.2500, 6 s, ~34 s left"
+
+
+class _Bar:
+    """Records what the training progress asks of a tqdm bar."""
+
+    def __init__(self, description, total):
+        self.description, self.total, self.n, self.updates, self.postfix, self.closed = description, total, 0, [], {}, False
+
+    def update(self, n):
+        self.updates.append(n)
+        self.n += n
+
+    def set_postfix(self, refresh=True, **values):
+        assert not refresh  # the update that follows draws it, at most every REDRAW_S
+        self.postfix = values
+
+    def close(self):
+        self.closed = True
+
+
+def test_progress_on_a_terminal_is_a_tqdm_bar_updated_in_chunks(monkeypatch):
+    terminal = _Stderr(tty=True)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bars, real_bar = [], train._tqdm_bar
+    monkeypatch.setattr(train, "_tqdm_bar", lambda description, total: bars.append(_Bar(description, total)) or bars[-1])
+    progress = train.Progress("bar", 3, 200)
+    _epoch_of(progress, [0.0], 1.0)
+    (bar,) = bars
+    assert (bar.description, bar.total, bar.n) == ("bar 1/3", 200, 200)
+    assert bar.updates == [train._CHECK_EVERY] * 12 + [8]  # one update per check, not per step
+    assert bar.postfix == {"loss": "1.5000", "acc": "0.2500"}
+    progress.epoch({"epoch": 1, "train_loss": 1.5, "train_acc": 0.25, "val_loss": 1.0, "val_acc": 0.5, "wall_time_s": 1.0})
+    assert bar.closed and terminal.text.endswith("bar epoch 1/3 train_loss 1.5000 train_acc 0.2500 val_loss 1.0000 "
+                                                 "val_acc 0.5000 (1.0 s)\033[K\n")
+    monkeypatch.setattr(train, "_tqdm_bar", real_bar)  # and the real tqdm draws on the terminal
+    real = train.Progress("real", 3, 200)
+    real.start_epoch(2)
+    real.batch(2, 16, 1.5, 0.25)
+    real.close()
+    assert "real 2/3" in terminal.text and "/200" in terminal.text
+
+
+def test_progress_on_a_terminal_without_tqdm_is_a_bar_of_its_own(monkeypatch):
+    terminal = _Stderr(tty=True)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm fails, as on the GPU check image
+    now = [0.0]
+    progress = train.Progress("bar", 3, 200, clock=lambda: now[0])
+    _epoch_of(progress, now, 1.0)
+    draws = terminal.text.split("\r")[1:]
+    assert len(draws) == 5 and draws[-1] == "bar 1/3 [" + "#" * 30 + "] 200/200 loss 1.5000 acc 0.2500"
+
+
+def test_training_reports_batches_only_at_its_checks(inputs):
+    spec = make_spec(inputs)
+    model = build_model(spec.model, load_pattern(inputs["pattern"]), spec.num_classes)
+    x, y = torch.rand(1000, 64), torch.randint(0, 64, (1000,))
+    calls = []
+    train.train_epoch(model, make_optimizer(spec, model), x, y, 10, torch.Generator().manual_seed(0),
+                      lambda done, loss, acc: calls.append(done))
+    assert calls == [*range(train._CHECK_EVERY, 100, train._CHECK_EVERY), 100]
 
 
 def test_aggregate_collects_each_finished_run_once(finished, inputs, tmp_path, capsys):

@@ -12,7 +12,7 @@ from predsparse.patterns import generate_pattern
 from predsparse.spec import RunSpec
 from predsparse.train import train_run
 from predsparse.train_group import train_group
-from test_train import VOLATILE, synthetic_morse
+from conftest import VOLATILE, synthetic_morse
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason=native.STATUS)
 

@@ -267,7 +267,7 @@ class Store:
             MLFLOW_RUN_NOTE: describe(spec, info["pattern"]),
         }
         commit = str(info.get("git_commit") or "unknown")
-        if commit != "unknown":  # train.git_commit: "<sha>" or "<sha>+dirty"
+        if commit != "unknown":  # provenance.git_commit: "<sha>" or "<sha>+dirty"
             tags[MLFLOW_GIT_COMMIT] = commit.removesuffix("+dirty")
             tags["git_dirty"] = str(commit.endswith("+dirty")).lower()
         run = self._call("create_run", self.experiment_id(experiment_name(spec)), run_name=spec["run_name"],

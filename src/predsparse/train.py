@@ -12,6 +12,10 @@
   Accuracies count only real classes (`PatternNet.predict`).
 - Deterministic on CPU for a seed; a checkpoint after every epoch (model, optimiser, RNG states, history,
   best model) written atomically; rerunning a killed run resumes from it and ends with the same metrics.
+  `RunState` owns all of it (load, resume, save, the run's end), for `train_run` and for every run of
+  `predsparse.train_group` alike; `train_run` is a loop of epochs over it.
+- Progress on stderr (`Progress`): a bar on a terminal; in a log, a line per epoch and, in a slow epoch,
+  a line at every tenth of it.
 - A non-finite loss stops the run: `failure.json` records it and `TrainingError` is raised.
 - A spec with a `method` (prune, set, rigl) hands the connections to its controller
   (`predsparse.methods.controllers`): called before every epoch and around every optimiser step, its
@@ -26,12 +30,9 @@ from __future__ import annotations
 
 import math
 import pickle
-import platform
-import subprocess
 import sys
 import time
 import warnings
-from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -40,6 +41,7 @@ from torch import nn
 from predsparse import rundir
 from predsparse.errors import ConfigError, DatasetError, TrainingError
 from predsparse.data import load_arrays
+from predsparse.provenance import git_commit, versions
 from predsparse.density import pattern_density
 from predsparse.io import atomic_path, atomic_savefig, atomic_write_json
 from predsparse.methods.controllers import Controller, make_controller
@@ -107,16 +109,58 @@ def evaluate(model: PatternNet, x: torch.Tensor, y: torch.Tensor) -> tuple[float
 
 
 class Progress:
-    """A bar with loss and accuracy on a terminal; one log line per epoch otherwise (both on stderr)."""
+    """Progress on stderr. On a terminal: a tqdm bar over the epoch's batches with loss and accuracy (redrawn
+    at most 5 times a second; a bar of our own where tqdm is not installed). In a log (no terminal): a line
+    per epoch, and within an epoch that is slow (projected to take `SLOW_EPOCH_S` or more) a line at every
+    tenth of it, so minutes-long epochs are not silent and fast ones log nothing more. Training reports
+    batches only at its non-finite checks (every `_CHECK_EVERY` batches, a device sync anyway), and the bar
+    is updated by those chunks, so neither costs anything per step.
+    """
 
-    def __init__(self, name: str, epochs: int, batches: int):
+    SLOW_EPOCH_S = 10.0
+    LOG_EVERY = 10  # percent of an epoch between log lines
+    REDRAW_S = 0.2  # least time between redraws of the bar
+
+    def __init__(self, name: str, epochs: int, batches: int, clock=time.monotonic):
         self.name, self.epochs, self.batches = name, epochs, batches
         self.tty = sys.stderr.isatty()
+        self.clock = clock
         self._last = 0.0
+        self._started: float | None = None
+        self._next = self.LOG_EVERY
+        self._bar = None  # the epoch's tqdm bar
+
+    def start_epoch(self, epoch: int) -> None:
+        self.close()
+        self._started, self._next = self.clock(), self.LOG_EVERY
+        if self.tty:
+            self._bar = _tqdm_bar(f"{self.name} {epoch}/{self.epochs}", self.batches)
 
     def batch(self, epoch: int, done: int, loss: float, acc: float) -> None:
-        now = time.monotonic()
-        if not self.tty or (now - self._last < 0.2 and done < self.batches):
+        if self.tty:
+            if self._bar is not None:
+                self._bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}", refresh=False)
+                self._bar.update(done - self._bar.n)
+            else:
+                self._own_bar(epoch, done, loss, acc)
+            return
+        now = self.clock()
+        if self._started is None:
+            self._started = now
+        percent = 100 * done // self.batches
+        if percent < self._next or done >= self.batches:
+            return
+        self._next = (percent // self.LOG_EVERY + 1) * self.LOG_EVERY
+        spent = now - self._started
+        total = spent * self.batches / done
+        if total >= self.SLOW_EPOCH_S:
+            sys.stderr.write(f"{self.name} epoch {epoch}/{self.epochs}: {percent}% ({done}/{self.batches} batches) "
+                             f"loss {loss:.4f} acc {acc:.4f}, {spent:.0f} s, ~{total - spent:.0f} s left\n")
+            sys.stderr.flush()
+
+    def _own_bar(self, epoch: int, done: int, loss: float, acc: float) -> None:
+        now = self.clock()
+        if now - self._last < self.REDRAW_S and done < self.batches:
             return
         self._last = now
         filled = int(30 * done / self.batches)
@@ -124,12 +168,29 @@ class Progress:
                          f"{done}/{self.batches} loss {loss:.4f} acc {acc:.4f}")
         sys.stderr.flush()
 
+    def close(self) -> None:
+        """Take the bar off the terminal (the epoch line, or an error, follows)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
     def epoch(self, row: dict) -> None:
+        self.close()
         line = (f"{self.name} epoch {row['epoch']}/{self.epochs} train_loss {row['train_loss']:.4f} "
                 f"train_acc {row['train_acc']:.4f} val_loss {row['val_loss']:.4f} val_acc {row['val_acc']:.4f} "
                 f"({row['wall_time_s']:.1f} s)")
         sys.stderr.write(("\r" + line + "\033[K\n") if self.tty else line + "\n")
         sys.stderr.flush()
+
+
+def _tqdm_bar(description: str, batches: int):
+    """A tqdm bar of `batches` on stderr, None where tqdm is not installed (the GPU check image)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=batches, desc=description, unit="batch", file=sys.stderr, leave=False,
+                mininterval=Progress.REDRAW_S, dynamic_ncols=True)
 
 
 def train_epoch(model: PatternNet, optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -168,29 +229,6 @@ def train_epoch(model: PatternNet, optimizer, x: torch.Tensor, y: torch.Tensor, 
     return loss_sum.item() / n, correct.item() / n
 
 
-def git_commit() -> str:
-    """The commit of the checkout this package runs from ('unknown' outside git), '+dirty' if modified."""
-    where = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in ("predsparse", "torch", "numpy", "triton", "mlflow"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "absent"
-    return found
-
-
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
@@ -218,7 +256,7 @@ def run_info(spec: RunSpec, pattern: Pattern, model: PatternNet, device: torch.d
         "model": {"name": spec.model, "input_shape": list(model.input_shape), "params": params, "macs": macs},
         "device": device_name(device),
         "versions": versions(),
-        "git_commit": git_commit(),
+        "git_commit": git_commit(),  # predsparse.provenance: the same as the pipeline's run_info.json
     }
 
 
@@ -310,20 +348,199 @@ def _summarise(history: list[dict], best_epoch: int) -> dict:
     }
 
 
-def write_curves(history: list[dict], path: Path) -> None:
-    """A small PNG of loss and accuracy per epoch (train and validation)."""
+def write_curves(history: list[dict], path: Path, title: str = "") -> None:
+    """A small PNG of loss and accuracy per epoch (train and validation), titled (e.g. study / run)."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, a faster import
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(8, 3), dpi=80, layout="tight")
+    fig = Figure(figsize=(8, 3.2), dpi=80, layout="tight")
     ax_loss, ax_acc = fig.subplots(1, 2)
     for split in ("train", "val"):
         ax_loss.plot(epochs, [row[f"{split}_loss"] for row in history], marker=".", label=split)
         ax_acc.plot(epochs, [row[f"{split}_acc"] for row in history], marker=".", label=split)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (real classes)")
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax_acc.legend()
+    if title:
+        fig.suptitle(title, fontsize=10)
     atomic_savefig(fig, path)
+
+
+def _batches(spec: RunSpec, arrays: dict) -> int:
+    """Optimiser steps per epoch (the last batch may be smaller)."""
+    return math.ceil(len(arrays["ytr"]) / spec.batch_size)
+
+
+class RunState:
+    """One run between its folder and its epochs: what `train_run` carries from epoch to epoch and its
+    checkpoint holds (model, optimiser, shuffle generator, RNG, history, best model, a method's state).
+
+    `open` builds the run's model as a fresh start does (seeded, so the same initial weights), `resume`
+    loads the checkpoint into it (nothing when there is none), `begin` writes spec.json and starts the
+    MLflow run, `end_epoch` records an epoch and saves the checkpoint, `fail` and `finish` write the run's
+    end. A run trained alone (`alone=True`) owns the process's global RNG: a resume restores it and
+    checkpoints record it. A run of a stacked group (`predsparse.train_group`, `alone=False`) keeps the
+    state its checkpoint records in `rng`, and its optimiser state in `optimizer_state` (the group's
+    optimiser holds the runs' states stacked).
+    """
+
+    def __init__(self, spec: RunSpec, out_dir: Path, device: torch.device, track: bool, pattern: Pattern,
+                 arrays: dict, controller: Controller | None, model: PatternNet, checkpoint: dict | None):
+        self.spec, self.out_dir, self.device, self.track = spec, out_dir, device, track
+        self.run_id = spec.run_id()
+        self.pattern, self.arrays, self.controller, self.model = pattern, arrays, controller, model
+        self.checkpoint = checkpoint
+        self.batches = _batches(spec, arrays)
+        self.shuffle = torch.Generator().manual_seed(spec.seed)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer_state: dict | None = None
+        self.rng: torch.Tensor | None = None  # None: the process's global RNG state is the run's
+        self.history: list[dict] = []
+        self.best_epoch, self.best_state = 0, None
+        self.elapsed = 0.0  # wall time so far, over every attempt
+        self.info: dict = {}
+        self.tracker: RunTracker | None = None
+        self.progress = Progress(spec.run_name, spec.epochs, self.batches)
+        self.failed = False
+
+    @classmethod
+    def open(cls, spec: RunSpec, out_dir: Path, device: torch.device, track: bool = True,
+             arrays: dict | None = None, alone: bool = True) -> "RunState":
+        """The run's checkpoint (read, not loaded yet), pattern, data arrays (read unless given) and model."""
+        checkpoint = _load_checkpoint(out_dir / rundir.CHECKPOINT, spec.run_id(), device)
+        pattern = load_pattern(spec.pattern)
+        torch.manual_seed(spec.seed)
+        arrays = load_arrays(spec.data) if arrays is None else arrays
+        controller = make_controller(spec, pattern, _batches(spec, arrays))
+        if controller and checkpoint is not None:
+            controller.load_state_dict(checkpoint["method"])
+        if controller:
+            model = controller.build()
+        else:
+            model = build_model(spec.model, pattern, spec.num_classes, init=spec.init, dataset=spec.dataset)
+        run = cls(spec, out_dir, device, track, pattern, arrays, controller, model.to(device), checkpoint)
+        if not alone:
+            run.rng = torch.get_rng_state()
+        return run
+
+    def resume(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Load the checkpoint (if any) into the model, `optimizer` (without one: into `optimizer_state`), the
+        shuffle generator and the RNG, and take its history and best model."""
+        self.optimizer, checkpoint = optimizer, self.checkpoint
+        if checkpoint is not None:
+            try:
+                self.model.load_state_dict(checkpoint["model"])
+                if optimizer is not None:
+                    optimizer.load_state_dict(checkpoint["optimizer"])
+                else:
+                    self.optimizer_state = checkpoint["optimizer"]
+                self.shuffle.set_state(checkpoint["rng"]["shuffle"])
+                if self.rng is None:
+                    torch.set_rng_state(checkpoint["rng"]["torch"])
+                else:
+                    self.rng = checkpoint["rng"]["torch"]
+            except RESTORE_ERRORS as exc:
+                raise checkpoint_misfit(self.out_dir / rundir.CHECKPOINT, exc) from None
+            self.history, self.best_epoch = checkpoint["history"], checkpoint["best_epoch"]
+            self.best_state = checkpoint["best_model"]
+            self.elapsed = self.history[-1]["wall_time_s"] if self.history else 0.0
+        if self.controller:
+            self.controller.attach(self.model, optimizer)
+
+    def begin(self) -> None:
+        """What is written before the first epoch: spec.json and the start (or continuation) of the MLflow run."""
+        self.info = run_info(self.spec, self.pattern, self.model, self.device)
+        atomic_write_json(self.out_dir / rundir.SPEC, self.spec.to_dict())
+        self.tracker = RunTracker(self.spec.tracking_uri) if self.track else None
+        if self.tracker:
+            self.tracker.start(self.info, self.out_dir, self.history, resumed=self.checkpoint is not None)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Before an epoch: the method's controller may replace the model (it gets a new optimiser)."""
+        self.progress.start_epoch(epoch)
+        if self.controller and (replaced := self.controller.start_epoch(epoch)) is not None:
+            self.model, self.optimizer = replaced, make_optimizer(self.spec, replaced)
+            self.controller.attach(self.model, self.optimizer)
+
+    def end_epoch(self, epoch: int, train_loss: float, train_acc: float, val_loss: float, val_acc: float,
+                  seconds: float, optimizer_state: dict | None = None) -> dict:
+        """Record an epoch of `seconds`: its history row, the best model, the checkpoint (`optimizer_state`
+        in place of the optimiser's own), the progress line and MLflow."""
+        self.elapsed += seconds
+        row = {"study": self.spec.study, "run_id": self.run_id, "epoch": epoch, "train_loss": train_loss,
+               "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc, "wall_time_s": self.elapsed}
+        self.history.append(row)
+        # Only a model at the weight budget can be the result (not a pruning run's dense phase).
+        eligible = self.controller is None or self.controller.eligible(epoch)
+        if eligible and (self.best_state is None or val_acc > self.history[self.best_epoch - 1]["val_acc"]):
+            self.best_epoch = epoch
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.save(optimizer_state)
+        rundir.write_history(self.out_dir / rundir.HISTORY, self.history)
+        self.progress.epoch(row)
+        if self.tracker:
+            self.tracker.log_epoch(row)
+        return row
+
+    def save(self, optimizer_state: dict | None = None) -> None:
+        """Write the checkpoint (atomically)."""
+        state = checkpoint_state(
+            self.run_id, self.model.state_dict(),
+            self.optimizer.state_dict() if optimizer_state is None else optimizer_state, self.best_state,
+            self.best_epoch, self.history, self.shuffle.get_state(),
+            torch.get_rng_state() if self.rng is None else self.rng)
+        if self.controller:
+            state["method"] = self.controller.state_dict()
+        _save_checkpoint(self.out_dir / rundir.CHECKPOINT, state)
+
+    def fail(self, epoch: int, where: str) -> str:
+        """failure.json of a non-finite loss in `epoch` (`where`: its batch); returns the message."""
+        message = (f"run {self.spec.run_name}: non-finite training loss in epoch {epoch} ({where}); lower lr "
+                   f"(now {self.spec.lr})")
+        self.progress.close()
+        atomic_write_json(self.out_dir / rundir.FAILURE, {**self.info, "status": "failed", "error": message,
+                                                          "failed_epoch": epoch, "epochs_done": len(self.history)})
+        if self.tracker:
+            self.tracker.publish(self.out_dir)
+        self.failed = True
+        return message
+
+    def finish(self, data: dict[str, torch.Tensor], extra: dict | None = None) -> dict:
+        """The best model's test evaluation and metrics.json (with `extra`), curves, MLflow; returns metrics."""
+        started = time.perf_counter()
+        self.model.load_state_dict(self.best_state)
+        test_loss, test_acc = evaluate(self.model, data["xte"], data["yte"])
+        info = self.info
+        if self.controller:  # describe the connections trained, keeping the pattern file's as the initial ones
+            final = self.controller.final_pattern(self.model)
+            final.save(self.out_dir / rundir.FINAL_PATTERN)
+            info = {**run_info(self.spec, final, self.model, self.device),
+                    "initial": {"pattern": info["pattern"], "scatter": info["scatter"]}}
+        metrics = {**finished_metrics(info, self.spec, self.history, self.best_epoch, test_loss, test_acc,
+                                      self.elapsed + time.perf_counter() - started), **(extra or {})}
+        write_curves(self.history, self.out_dir / rundir.CURVES, f"{self.spec.study} / {self.spec.run_name}")
+        (self.out_dir / rundir.FAILURE).unlink(missing_ok=True)
+        atomic_write_json(self.out_dir / rundir.METRICS, metrics)
+        if self.tracker:
+            self.tracker.publish(self.out_dir)
+        return metrics
+
+
+def finished_run(spec: RunSpec, out_dir: Path, track: bool) -> dict | None:
+    """metrics.json of the run when `out_dir` holds it finished (its MLflow side finished too), else None."""
+    if not (out_dir / rundir.METRICS).is_file():
+        return None
+    done = rundir.read_json(out_dir / rundir.METRICS)
+    run_id = spec.run_id()
+    if done.get("run_id") != run_id:
+        raise ConfigError(f"{out_dir} holds the finished run {done.get('run_id')}, not this spec's {run_id}; "
+                          f"train into another folder or delete {out_dir}")
+    if track:  # a run killed between metrics.json and MLflow: finish its MLflow side
+        RunTracker(spec.tracking_uri).publish(out_dir)
+    return done
 
 
 def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:
@@ -332,97 +549,22 @@ def train_run(spec: RunSpec, out_dir: str | Path, track: bool = True) -> dict:
     `track=False` skips MLflow (results are written all the same).
     """
     out_dir = Path(out_dir)
-    run_id = spec.run_id()
-    if (out_dir / rundir.METRICS).is_file():
-        done = rundir.read_json(out_dir / rundir.METRICS)
-        if done.get("run_id") != run_id:
-            raise ConfigError(f"{out_dir} holds the finished run {done.get('run_id')}, not this spec's {run_id}; "
-                              f"train into another folder or delete {out_dir}")
-        if track:  # a run killed between metrics.json and MLflow: finish its MLflow side
-            RunTracker(spec.tracking_uri).publish(out_dir)
+    if (done := finished_run(spec, out_dir, track)) is not None:
         return done
-    device = resolve_device(spec.device)
-    checkpoint = _load_checkpoint(out_dir / rundir.CHECKPOINT, run_id, device)
-    pattern = load_pattern(spec.pattern)
-    torch.manual_seed(spec.seed)
-    data_arrays = load_arrays(spec.data)
-    batches = math.ceil(len(data_arrays["ytr"]) / spec.batch_size)
-    controller = make_controller(spec, pattern, batches)
-    if controller and checkpoint is not None:
-        controller.load_state_dict(checkpoint["method"])
-    model = (controller.build() if controller else build_model(spec, pattern)).to(device)
-    data = load_data(spec, model.input_shape, device, data_arrays)
-    optimizer = make_optimizer(spec, model)
-    shuffle = torch.Generator().manual_seed(spec.seed)
-    history: list[dict] = []
-    best_epoch, best_state = 0, None
-    if checkpoint is not None:
-        try:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            shuffle.set_state(checkpoint["rng"]["shuffle"])
-            torch.set_rng_state(checkpoint["rng"]["torch"])
-        except RESTORE_ERRORS as exc:
-            raise checkpoint_misfit(out_dir / rundir.CHECKPOINT, exc) from None
-        history, best_epoch, best_state = checkpoint["history"], checkpoint["best_epoch"], checkpoint["best_model"]
-    if controller:
-        controller.attach(model, optimizer)
-    info = run_info(spec, pattern, model, device)
-    atomic_write_json(out_dir / rundir.SPEC, spec.to_dict())
-    tracker = RunTracker(spec.tracking_uri) if track else None
-    if tracker:
-        tracker.start(info, out_dir, history, resumed=checkpoint is not None)
-
-    progress = Progress(spec.run_name, spec.epochs, batches)
-    elapsed = history[-1]["wall_time_s"] if history else 0.0
-    for epoch in range(len(history) + 1, spec.epochs + 1):
+    run = RunState.open(spec, out_dir, resolve_device(spec.device), track)
+    data = load_data(spec, run.model.input_shape, run.device, run.arrays)
+    run.resume(make_optimizer(spec, run.model))
+    run.begin()
+    for epoch in range(len(run.history) + 1, spec.epochs + 1):
         started = time.perf_counter()
-        if controller and (replaced := controller.start_epoch(epoch)) is not None:
-            model, optimizer = replaced, make_optimizer(spec, replaced)
-            controller.attach(model, optimizer)
+        run.start_epoch(epoch)
         try:
             train_loss, train_acc = train_epoch(
-                model, optimizer, data["xtr"], data["ytr"], spec.batch_size, shuffle,
-                lambda done, loss, acc: progress.batch(epoch, done, loss, acc), controller, (epoch - 1) * batches)
+                run.model, run.optimizer, data["xtr"], data["ytr"], spec.batch_size, run.shuffle,
+                lambda done, loss, acc: run.progress.batch(epoch, done, loss, acc), run.controller,
+                (epoch - 1) * run.batches)
         except FloatingPointError as exc:
-            message = f"run {spec.run_name}: non-finite training loss in epoch {epoch} ({exc}); lower lr (now {spec.lr})"
-            atomic_write_json(out_dir / rundir.FAILURE, {**info, "status": "failed", "error": message,
-                                                          "failed_epoch": epoch, "epochs_done": len(history)})
-            if tracker:
-                tracker.publish(out_dir)
-            raise TrainingError(message) from None
-        val_loss, val_acc = evaluate(model, data["xva"], data["yva"])
-        elapsed += time.perf_counter() - started
-        row = {"study": spec.study, "run_id": run_id, "epoch": epoch, "train_loss": train_loss,
-               "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc, "wall_time_s": elapsed}
-        history.append(row)
-        # Only a model at the weight budget can be the result (not a pruning run's dense phase).
-        eligible = controller is None or controller.eligible(epoch)
-        if eligible and (best_state is None or val_acc > history[best_epoch - 1]["val_acc"]):
-            best_epoch = epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        _save_checkpoint(out_dir / rundir.CHECKPOINT, {
-            **checkpoint_state(run_id, model.state_dict(), optimizer.state_dict(), best_state, best_epoch, history,
-                               shuffle.get_state(), torch.get_rng_state()),
-            **({"method": controller.state_dict()} if controller else {})})
-        rundir.write_history(out_dir / rundir.HISTORY, history)
-        progress.epoch(row)
-        if tracker:
-            tracker.log_epoch(row)
-
-    started = time.perf_counter()
-    model.load_state_dict(best_state)
-    test_loss, test_acc = evaluate(model, data["xte"], data["yte"])
-    if controller:  # describe the connections trained, keeping the pattern file's as the initial ones
-        final = controller.final_pattern(model)
-        final.save(out_dir / rundir.FINAL_PATTERN)
-        info = {**run_info(spec, final, model, device),
-                "initial": {"pattern": info["pattern"], "scatter": info["scatter"]}}
-    metrics = finished_metrics(info, spec, history, best_epoch, test_loss, test_acc,
-                               elapsed + time.perf_counter() - started)
-    write_curves(history, out_dir / rundir.CURVES)
-    (out_dir / rundir.FAILURE).unlink(missing_ok=True)
-    atomic_write_json(out_dir / rundir.METRICS, metrics)
-    if tracker:
-        tracker.publish(out_dir)
-    return metrics
+            raise TrainingError(run.fail(epoch, str(exc))) from None
+        val_loss, val_acc = evaluate(run.model, data["xva"], data["yva"])
+        run.end_epoch(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - started)
+    return run.finish(data)

@@ -10,7 +10,8 @@ Each run stays its own: its folder, spec.json, checkpoint after every epoch (the
 a group can resume what `train_run` started and the other way round), history, curves, metrics.json and
 MLflow run. Its numbers are bit-for-bit those of `train_run` on the CPU: same initialisation (its own
 seed), same shuffle (its own generator), same sums (see `StackedSparseLinearFunction`), and evaluation by
-the single run's own `evaluate` on its own model. Only the time differs: a run's `wall_time_s` is its
+the single run's own `evaluate` on its own model; each run's bookkeeping (checkpoint, history, best model,
+failure, metrics.json) is the single run's `predsparse.train.RunState`. Only the time differs: a run's `wall_time_s` is its
 share of the group's time (the group's time / its size), and metrics.json records the group in `group`.
 
 A run whose loss becomes non-finite gets its failure.json and is no longer recorded; its stacked slice
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,67 +30,21 @@ from torch import nn
 from predsparse import rundir
 from predsparse.data import load_arrays
 from predsparse.errors import ConfigError, TrainingError
-from predsparse.io import atomic_write_json
 from predsparse.nn import native
-from predsparse.nn.models import PatternNet, build_model
 from predsparse.nn.stacked import StackedConnectedLayers, stackable
-from predsparse.patterns import load_pattern
 from predsparse.spec import GROUP_FREE_KEYS, RunSpec
-from predsparse.train import (RESTORE_ERRORS, _CHECK_EVERY, Progress, _load_checkpoint, _save_checkpoint,
-                              checkpoint_misfit, checkpoint_state, evaluate, finished_metrics, load_data,
-                              resolve_device, run_info, train_run, write_curves)
+from predsparse.train import _CHECK_EVERY, RunState, evaluate, load_data, resolve_device, train_run
 
 
-@dataclass
-class _Member:
-    """One run of the group and its bookkeeping (what `train_run` keeps in locals)."""
-
-    spec: RunSpec
-    out_dir: Path
-    model: PatternNet
-    optimizer_state: dict | None
-    shuffle: torch.Generator
-    rng: torch.Tensor  # the global RNG state after building the model: what its checkpoint records
-    info: dict
-    tracker: object | None
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = 0
-    best_state: dict | None = None
-    elapsed: float = 0.0  # its wall time so far (its share of the group's)
-    failed: bool = False
-
-
-def _member(spec: RunSpec, out_dir: Path, device: torch.device, track: bool) -> _Member:
-    """Set up one run as `train_run` does (same seed order, so the same initial weights); nothing written yet."""
-    from predsparse.tracking import RunTracker
-
-    checkpoint = _load_checkpoint(out_dir / rundir.CHECKPOINT, spec.run_id(), device)
-    pattern = load_pattern(spec.pattern)
-    torch.manual_seed(spec.seed)
-    model = build_model(spec, pattern).to(device)
-    member = _Member(spec, out_dir, model, None, torch.Generator().manual_seed(spec.seed), torch.get_rng_state(),
-                     run_info(spec, pattern, model, device), RunTracker(spec.tracking_uri) if track else None)
-    if checkpoint is not None:
-        try:
-            model.load_state_dict(checkpoint["model"])
-            member.shuffle.set_state(checkpoint["rng"]["shuffle"])
-        except RESTORE_ERRORS as exc:
-            raise checkpoint_misfit(out_dir / rundir.CHECKPOINT, exc) from None
-        member.optimizer_state, member.rng = checkpoint["optimizer"], checkpoint["rng"]["torch"]
-        member.history, member.best_epoch = checkpoint["history"], checkpoint["best_epoch"]
-        member.best_state = checkpoint["best_model"]
-        member.elapsed = member.history[-1]["wall_time_s"] if member.history else 0.0
+def _member(spec: RunSpec, out_dir: Path, device: torch.device, track: bool, arrays: dict) -> RunState:
+    """One run of the group set up as `train_run` sets it up (same seed order, so the same initial weights)
+    and resumed from its checkpoint; nothing written yet. Its checkpoints record its own RNG state."""
+    member = RunState.open(spec, out_dir, device, track, arrays, alone=False)
+    member.resume()
     return member
 
 
-def _begin(member: _Member) -> None:
-    """What `train_run` writes before its first epoch: spec.json and the start of its MLflow run."""
-    atomic_write_json(member.out_dir / rundir.SPEC, member.spec.to_dict())
-    if member.tracker:
-        member.tracker.start(member.info, member.out_dir, member.history, resumed=bool(member.history))
-
-
-def _stacked_optimizer(spec: RunSpec, stack: StackedConnectedLayers, members: list[_Member]) -> torch.optim.Optimizer:
+def _stacked_optimizer(spec: RunSpec, stack: StackedConnectedLayers, members: list[RunState]) -> torch.optim.Optimizer:
     """`make_optimizer`'s optimiser over the stacked parameters (same groups, same order), its state the
     members' stacked along the first dimension."""
     weights, biases = stack.parameter_groups()
@@ -144,7 +98,7 @@ def train_group(specs: list[RunSpec], out_dirs: list[str | Path], track: bool = 
     spec = specs[pending[0]] if pending else None
     device = resolve_device(spec.device) if spec else None
     arrays = load_arrays(spec.data) if spec else None
-    members = {i: _member(specs[i], out_dirs[i], device, track) for i in pending}
+    members = {i: _member(specs[i], out_dirs[i], device, track, arrays) for i in pending}
     # Runs at different epochs (some resumed) stack by epoch; models that cannot stack train alone.
     by_epoch: dict[int, list[int]] = {}
     for i in pending:
@@ -160,7 +114,7 @@ def train_group(specs: list[RunSpec], out_dirs: list[str | Path], track: bool = 
                     failed.append(str(exc))
             continue
         for member in group:
-            _begin(member)
+            member.begin()
         data = load_data(spec, group[0].model.input_shape, device, arrays)
         for i, metrics in zip(indices, _train_stacked(group, data)):
             if metrics is None:
@@ -172,90 +126,56 @@ def train_group(specs: list[RunSpec], out_dirs: list[str | Path], track: bool = 
     return [results[i] for i in range(len(specs))]
 
 
-def _train_stacked(members: list[_Member], data: dict) -> list[dict | None]:
+def _stacked_epoch(members: list[RunState], stack: StackedConnectedLayers, optimizer: torch.optim.Optimizer,
+                   x_t: torch.Tensor, y: torch.Tensor, epoch: int) -> tuple[list[float], list[float]]:
+    """One epoch of every member in the stack; their mean train losses and accuracies. A member whose loss
+    becomes non-finite fails (its slice goes on computing: it cannot touch the others' numbers)."""
+    spec, size, n = members[0].spec, len(members), len(y)
+    batches = math.ceil(n / spec.batch_size)
+    stack.train()
+    orders = [torch.randperm(n, generator=m.shuffle).to(y.device) for m in members]
+    loss_sum = torch.zeros(size, device=y.device)
+    correct = torch.zeros(size, device=y.device, dtype=torch.long)
+    for b in range(batches):
+        picks = [order[b * spec.batch_size:(b + 1) * spec.batch_size] for order in orders]
+        inputs = torch.stack([x_t.index_select(1, idx) for idx in picks])
+        targets = [y.index_select(0, idx) for idx in picks]
+        logits = [l.t() for l in stack(inputs).unbind(0)]  # (B, classes) views, as a single run's
+        losses = torch.stack([nn.functional.cross_entropy(l, t) for l, t in zip(logits, targets)])
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        optimizer.step()
+        loss_sum += losses.detach() * len(picks[0])
+        correct += torch.stack([(members[0].model.predict(l.detach()) == t).sum()
+                                for l, t in zip(logits, targets)])
+        if b % _CHECK_EVERY == _CHECK_EVERY - 1 or b == batches - 1:
+            seen = min((b + 1) * spec.batch_size, n)
+            for r, total in enumerate(loss_sum.tolist()):
+                if not math.isfinite(total / seen) and not members[r].failed:
+                    members[r].fail(epoch, f"batch {b + 1} of {batches}")
+    # Means as train_epoch takes them: the float32 sums, divided in Python.
+    return [total / n for total in loss_sum.tolist()], [count / n for count in correct.tolist()]
+
+
+def _train_stacked(members: list[RunState], data: dict) -> list[dict | None]:
     """Train the members (all at the same epoch) in one stack; their metrics.json, None for a failed run."""
     spec = members[0].spec
     size = len(members)
     stack = StackedConnectedLayers.from_models([m.model for m in members])
     optimizer = _stacked_optimizer(spec, stack, members)
     x_t = data["xtr"].reshape(len(data["xtr"]), -1).t().contiguous()  # (N_1, samples): batches are column picks
-    y = data["ytr"]
-    n = len(y)
-    batches = math.ceil(n / spec.batch_size)
     for epoch in range(len(members[0].history) + 1, spec.epochs + 1):
         started = time.perf_counter()
-        stack.train()
-        orders = [torch.randperm(n, generator=m.shuffle).to(y.device) for m in members]
-        loss_sum = torch.zeros(size, device=y.device)
-        correct = torch.zeros(size, device=y.device, dtype=torch.long)
-        for b in range(batches):
-            picks = [order[b * spec.batch_size:(b + 1) * spec.batch_size] for order in orders]
-            inputs = torch.stack([x_t.index_select(1, idx) for idx in picks])
-            targets = [y.index_select(0, idx) for idx in picks]
-            logits = [l.t() for l in stack(inputs).unbind(0)]  # (B, classes) views, as a single run's
-            losses = torch.stack([nn.functional.cross_entropy(l, t) for l, t in zip(logits, targets)])
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            optimizer.step()
-            loss_sum += losses.detach() * len(picks[0])
-            correct += torch.stack([(members[0].model.predict(l.detach()) == t).sum()
-                                    for l, t in zip(logits, targets)])
-            if b % _CHECK_EVERY == _CHECK_EVERY - 1 or b == batches - 1:
-                seen = min((b + 1) * spec.batch_size, n)
-                for r, total in enumerate(loss_sum.tolist()):
-                    if not math.isfinite(total / seen) and not members[r].failed:
-                        _fail(members[r], epoch, f"batch {b + 1} of {batches}")
+        train_loss, train_acc = _stacked_epoch(members, stack, optimizer, x_t, data["ytr"], epoch)
         epoch_time = time.perf_counter() - started
-        # Means as train_epoch takes them: the float32 sums, divided in Python.
-        train_loss = [total / n for total in loss_sum.tolist()]
-        train_acc = [count / n for count in correct.tolist()]
         for r, member in enumerate(members):
             if member.failed:
                 continue
             started = time.perf_counter()
-            member.model.load_state_dict(stack.run_state(r, member.model))
+            stack.load_run(r, member.model)
             val_loss, val_acc = evaluate(member.model, data["xva"], data["yva"])
             # Each run is charged its share of the step time and its own evaluation.
-            member_time = epoch_time / size + time.perf_counter() - started
-            member.elapsed += member_time
-            row = {"study": member.spec.study, "run_id": member.spec.run_id(), "epoch": epoch,
-                   "train_loss": train_loss[r], "train_acc": train_acc[r], "val_loss": val_loss, "val_acc": val_acc,
-                   "wall_time_s": member.elapsed}
-            member.history.append(row)
-            if member.best_state is None or val_acc > member.history[member.best_epoch - 1]["val_acc"]:
-                member.best_epoch = epoch
-                member.best_state = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
-            _save_checkpoint(member.out_dir / rundir.CHECKPOINT, checkpoint_state(
-                member.spec.run_id(), member.model.state_dict(), _run_optimizer_state(optimizer, r),
-                member.best_state, member.best_epoch, member.history, member.shuffle.get_state(), member.rng))
-            rundir.write_history(member.out_dir / rundir.HISTORY, member.history)
-            Progress(member.spec.run_name, spec.epochs, batches).epoch(row)
-            if member.tracker:
-                member.tracker.log_epoch(row)
-    return [None if m.failed else _finish(m, data, size) for m in members]
-
-
-def _fail(member: _Member, epoch: int, where: str) -> None:
-    message = (f"run {member.spec.run_name}: non-finite training loss in epoch {epoch} ({where}); lower lr "
-               f"(now {member.spec.lr})")
-    atomic_write_json(member.out_dir / rundir.FAILURE, {**member.info, "status": "failed", "error": message,
-                                                         "failed_epoch": epoch, "epochs_done": len(member.history)})
-    if member.tracker:
-        member.tracker.publish(member.out_dir)
-    member.failed = True
-
-
-def _finish(member: _Member, data: dict, size: int) -> dict:
-    """The test evaluation and metrics.json of a finished run, as `train_run` writes them."""
-    started = time.perf_counter()
-    member.model.load_state_dict(member.best_state)
-    test_loss, test_acc = evaluate(member.model, data["xte"], data["yte"])
-    metrics = {**finished_metrics(member.info, member.spec, member.history, member.best_epoch, test_loss, test_acc,
-                                  member.history[-1]["wall_time_s"] + time.perf_counter() - started),
-               "group": {"runs": size, "stacked": True, "kernels": native.STATUS}}
-    write_curves(member.history, member.out_dir / rundir.CURVES)
-    (member.out_dir / rundir.FAILURE).unlink(missing_ok=True)
-    atomic_write_json(member.out_dir / rundir.METRICS, metrics)
-    if member.tracker:
-        member.tracker.publish(member.out_dir)
-    return metrics
+            member.end_epoch(epoch, train_loss[r], train_acc[r], val_loss, val_acc,
+                             epoch_time / size + time.perf_counter() - started, _run_optimizer_state(optimizer, r))
+    group = {"group": {"runs": size, "stacked": True, "kernels": native.STATUS}}
+    return [None if m.failed else m.finish(data, group) for m in members]

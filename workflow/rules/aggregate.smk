@@ -13,15 +13,15 @@ rule aggregate:
         RUN_METRICS,
         scatter=[PLAN.scatter_path(pattern_id) for pattern_id in PLAN.patterns],
     output:
-        summary=f"{RESULTS}/summary.csv",
-        history=f"{RESULTS}/history.csv",
+        summary=PLAN.path("summary.csv"),
+        history=PLAN.path("history.csv"),
     params:
-        runs=lambda w: f"{RESULTS}/runs",
-        scatter=lambda w: f"{RESULTS}/scatter",
+        runs=lambda w: PLAN.path("runs"),
+        scatter=lambda w: PLAN.path("scatter"),
     log:
-        f"{RESULTS}/logs/aggregate.log",
+        PLAN.log_path("aggregate"),
     benchmark:
-        f"{RESULTS}/benchmarks/aggregate.tsv"
+        PLAN.benchmark_path("aggregate")
     threads: 1
     resources:
         mem_mb=2000,
@@ -36,15 +36,14 @@ rule mlflow_sync:
     input:
         RUN_METRICS,
     output:
-        touch(f"{RESULTS}/mlflow_sync.done"),
+        touch(PLAN.path("mlflow_sync.done")),
     params:
-        runs=lambda w: f"{RESULTS}/runs",
-        scatter=lambda w: f"{RESULTS}/scatter",
+        runs=lambda w: PLAN.path("runs"),
         uri=PLAN.tracking_uri,
     log:
-        f"{RESULTS}/logs/mlflow_sync.log",
+        PLAN.log_path("mlflow_sync"),
     benchmark:
-        f"{RESULTS}/benchmarks/mlflow_sync.tsv"
+        PLAN.benchmark_path("mlflow_sync")
     threads: 1
     resources:
         mem_mb=2000,

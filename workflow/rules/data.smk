@@ -10,13 +10,13 @@ localrules:
 
 rule morse:
     output:
-        f"{RESOURCES}/morse/{{name}}.npz",
+        PLAN.dataset_path("morse", "{name}"),
     params:
         args=lambda w, output: PLAN.data_args(output[0]),
     log:
-        f"{RESULTS}/logs/data/morse_{{name}}.log",
+        PLAN.log_path("data/morse_{name}"),
     benchmark:
-        f"{RESULTS}/benchmarks/data/morse_{{name}}.tsv"
+        PLAN.benchmark_path("data/morse_{name}")
     threads: 1
     resources:
         mem_mb=4000,
@@ -29,15 +29,15 @@ rule morse:
 
 rule download:
     output:
-        f"{RESOURCES}/{{dataset}}/{{layout}}.npz",
+        PLAN.dataset_path("{dataset}", "{layout}"),
     wildcard_constraints:
         dataset="mnist|cifar10|cifar100",
     params:
         args=lambda w, output: PLAN.data_args(output[0]),
     log:
-        f"{RESULTS}/logs/data/{{dataset}}_{{layout}}.log",
+        PLAN.log_path("data/{dataset}_{layout}"),
     benchmark:
-        f"{RESULTS}/benchmarks/data/{{dataset}}_{{layout}}.tsv"
+        PLAN.benchmark_path("data/{dataset}_{layout}")
     retries: 3
     threads: 1
     resources:

@@ -9,13 +9,13 @@ localrules:
 
 rule pattern:
     output:
-        f"{RESULTS}/patterns/{{pattern_id}}.npz",
+        PLAN.pattern_path("{pattern_id}"),
     params:
         args=lambda w: PLAN.pattern_args(w.pattern_id),
     log:
-        f"{RESULTS}/logs/patterns/{{pattern_id}}.log",
+        PLAN.log_path("patterns/{pattern_id}"),
     benchmark:
-        f"{RESULTS}/benchmarks/patterns/{{pattern_id}}.tsv"
+        PLAN.benchmark_path("patterns/{pattern_id}")
     threads: 1
     resources:
         mem_mb=2000,

@@ -19,42 +19,42 @@ REPORT = PLAN.report_outputs(**REPORT_SOURCES)
 
 rule run_info:
     input:
-        f"{RESULTS}/summary.csv",
+        PLAN.path("summary.csv"),
     output:
-        f"{RESULTS}/run_info.json",
+        PLAN.path("run_info.json"),
     params:
         info=lambda w: PLAN.run_info(),
     log:
-        f"{RESULTS}/logs/run_info.log",
+        PLAN.log_path("run_info"),
     benchmark:
-        f"{RESULTS}/benchmarks/run_info.tsv"
+        PLAN.benchmark_path("run_info")
     run:
         PLAN.write_run_info(output[0], log[0])
 
 
 rule report:
     input:
-        summary=f"{RESULTS}/summary.csv",
-        history=f"{RESULTS}/history.csv",
-        run_info=f"{RESULTS}/run_info.json",
+        summary=PLAN.path("summary.csv"),
+        history=PLAN.path("history.csv"),
+        run_info=PLAN.path("run_info.json"),
         # Shipped with the report: the curated reasons for disagreements and config.yaml's training-free
         # counts (`predsparse counts`); editing either redraws the report.
         reasons=REPORT_SOURCES["reasons_path"],
         counts=REPORT_SOURCES["counts_path"],
     output:
-        md=f"{RESULTS}/report.md",
-        html=report(f"{RESULTS}/report.html", category="Report", labels={"document": "report.html"}),
+        md=PLAN.path("report.md"),
+        html=report(PLAN.path("report.html"), category="Report", labels={"document": "report.html"}),
         figures=[report(p, category="Figures", labels={"figure": Path(p).stem}) for p in REPORT["figures"]],
         figure_pdfs=REPORT["figure_pdfs"],
         tables=[report(p, category="Tables", labels={"table": Path(p).stem}) for p in REPORT["table_csv"]],
         table_md=REPORT["tables"],
         table_tex=REPORT["table_tex"],
     params:
-        out=lambda w: RESULTS,
+        out=lambda w: PLAN.results_dir,
     log:
-        f"{RESULTS}/logs/report.log",
+        PLAN.log_path("report"),
     benchmark:
-        f"{RESULTS}/benchmarks/report.tsv"
+        PLAN.benchmark_path("report")
     threads: 1
     resources:
         mem_mb=4000,

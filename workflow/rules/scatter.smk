@@ -9,15 +9,15 @@ localrules:
 
 rule scatter:
     input:
-        f"{RESULTS}/patterns/{{pattern_id}}.npz",
+        PLAN.pattern_path("{pattern_id}"),
     output:
-        f"{RESULTS}/scatter/{{pattern_id}}.json",
+        PLAN.scatter_path("{pattern_id}"),
     params:
         args=lambda w: PLAN.scatter_args(w.pattern_id),
     log:
-        f"{RESULTS}/logs/scatter/{{pattern_id}}.log",
+        PLAN.log_path("scatter/{pattern_id}"),
     benchmark:
-        f"{RESULTS}/benchmarks/scatter/{{pattern_id}}.tsv"
+        PLAN.benchmark_path("scatter/{pattern_id}")
     threads: 1
     resources:
         mem_mb=2000,

@@ -16,9 +16,9 @@ rule specs:
     params:
         definition=PLAN.definition(),
     log:
-        f"{RESULTS}/logs/specs.log",
+        PLAN.log_path("specs"),
     benchmark:
-        f"{RESULTS}/benchmarks/specs.tsv"
+        PLAN.benchmark_path("specs")
     run:
         PLAN.write_specs(log[0])
 
@@ -27,14 +27,14 @@ rule specs:
 # otherwise race to create them).
 rule tracking_store:
     output:
-        touch(f"{RESULTS}/mlflow_store.ready"),
+        touch(PLAN.path("mlflow_store.ready")),
     params:
         uri=PLAN.tracking_uri,
         studies=sorted({run.study for run in PLAN.runs}),
     log:
-        f"{RESULTS}/logs/tracking_store.log",
+        PLAN.log_path("tracking_store"),
     benchmark:
-        f"{RESULTS}/benchmarks/tracking_store.tsv"
+        PLAN.benchmark_path("tracking_store")
     run:
         PLAN.prepare_tracking(log[0])
 
@@ -51,7 +51,7 @@ for group in PLAN.groups:
             f"train_{group.id}"
         input:
             specs=[ancient(PLAN.spec_path(run)) for run in group.runs],
-            store=ancient(f"{RESULTS}/mlflow_store.ready"),
+            store=ancient(PLAN.path("mlflow_store.ready")),
             data=sorted({run.spec.data for run in group.runs}),
             patterns=sorted({run.spec.pattern for run in group.runs}),
         output:
@@ -60,9 +60,9 @@ for group in PLAN.groups:
             run_ids=[run.spec.run_id() for run in group.runs],
             args=PLAN.train_args(group),
         log:
-            f"{RESULTS}/logs/train/{group.id}.log",
+            PLAN.log_path(f"train/{group.id}"),
         benchmark:
-            f"{RESULTS}/benchmarks/train/{group.id}.tsv"
+            PLAN.benchmark_path(f"train/{group.id}")
         threads: group.runs[0].resources["threads"]
         resources:
             mem_mb=max(run.resources["mem_mb"] for run in group.runs),

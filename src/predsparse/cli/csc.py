@@ -103,9 +103,8 @@ def _check_layers(net, flag: str, layers: int) -> None:
 
 
 def _info(args) -> int:
-    from predsparse.csc_growth import CSCConfig, budget_weights, csc_plan, sparsest_config
     from predsparse.errors import PatternError
-    from predsparse.patterns.csc import parse_radices
+    from predsparse.patterns.csc import CSCConfig, budget_weights, csc_plan, parse_radices, sparsest_config
 
     net = tuple(args.net)
     if args.compression is not None:
@@ -144,7 +143,7 @@ def _info(args) -> int:
 
 
 def _grow(args) -> int:
-    from predsparse.csc_growth import grow, run_trainer, write_growth
+    from predsparse.methods.csc_growth import grow, run_trainer, write_growth
     from predsparse.errors import ConfigError
     from predsparse.patterns import load_pattern
     from predsparse.spec import RunSpec

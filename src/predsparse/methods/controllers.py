@@ -8,7 +8,9 @@ every right neuron's fan-in fi (`predsparse.methods.options.CONSTRAINTS`).
 
 Choices where the papers leave room, stated once here:
 - pruning is one-shot, at the start of the first fine-tuning epoch, on the weights the dense phase ended
-  with; the fine-tuning optimiser starts afresh (its state belonged to the dense weights);
+  with: a copy of the dense model whose pruned junctions are replaced (`PatternNet.replace_junction`),
+  drawing nothing from the global RNG; the fine-tuning optimiser starts afresh (its state belonged to the
+  dense weights);
 - SET gives new connections values from the run's initialisation law (`spec.init`; as SET draws random weights),
   RigL gives them 0 (as RigL does); both zero their optimiser state;
 - the dense gradient RigL grows by is that of the update step's mini-batch, captured by hooks in the
@@ -16,6 +18,9 @@ Choices where the papers leave room, stated once here:
 """
 
 from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -26,7 +31,9 @@ from predsparse.methods.options import CONSTRAINTS, drop_fraction
 from predsparse.nn.models import PatternNet, build_model
 from predsparse.nn.sparse_linear import MaskedLinear, SparseLinear
 from predsparse.patterns import Pattern, generate_pattern
-from predsparse.spec import RunSpec
+
+if TYPE_CHECKING:
+    from predsparse.spec import RunSpec
 
 
 class Controller:
@@ -43,13 +50,16 @@ class Controller:
 
     def build(self) -> PatternNet:
         """The model of the current connections (the training loop loads its weights after a resume)."""
-        return build_model(self.spec, self.connections, masked=self.masked)
+        spec = self.spec
+        return build_model(spec.model, self.connections, spec.num_classes, init=spec.init, masked=self.masked,
+                           dataset=spec.dataset)
 
     def attach(self, model: PatternNet, optimizer: torch.optim.Optimizer) -> None:
         self.model, self.optimizer = model, optimizer
 
     def start_epoch(self, epoch: int) -> PatternNet | None:
-        """Called before every epoch; a new model when the method replaced it (the loop makes its optimiser)."""
+        """Called before every epoch; a new model when the method replaced it (the loop makes its optimiser;
+        the model given to `attach` stays as it was)."""
         return None
 
     def before_batch(self, step: int) -> None:
@@ -98,25 +108,21 @@ class MagnitudePruning(Controller):
     def start_epoch(self, epoch: int) -> PatternNet | None:
         if epoch <= self.dense_epochs or self.pruned:
             return None
-        model = self.model
-        state, junctions = model.state_dict(), []
-        for i, (n_left, n_right) in enumerate(zip(self.template.net[:-1], self.template.net[1:])):
+        pruned, junctions = copy.deepcopy(self.model), []  # the dense model stays as it was
+        for i, layer in enumerate(self.model.junctions()):
+            n_left, n_right = self.template.net[i], self.template.net[i + 1]
             if self.template.fanouts[i] == n_right:  # a dense junction of the budget stays dense
                 junctions.append(masks.dense_junction(n_left, n_right))
                 continue
-            prefix = f"cls.junctions.{i}."
-            weight = state[prefix + "weight"]
             if self.masked:
-                keep = masks.largest_overall(weight.abs(), n_left * self.template.fanouts[i])
-                state[prefix + "mask"], state[prefix + "weight"] = keep, weight * keep
+                keep = masks.largest_overall(layer.weight.detach().abs(), n_left * self.template.fanouts[i])
+                pruned.replace_junction(i, masks.kept_overall(layer, keep))
                 junctions.append(masks.mask_junction(keep))
             else:
-                index = masks.largest_per_row(weight.abs(), self.template.fanins[i])
-                state[prefix + "fan_in_index"], state[prefix + "weight"] = index.to(torch.int32), weight.gather(1, index)
+                index = masks.largest_per_row(layer.weight.detach().abs(), self.template.fanins[i])
+                pruned.replace_junction(i, masks.kept_per_row(layer, index, i))
                 junctions.append(masks.index_junction(index))
         self.connections = masks.pattern_from_junctions(self.template, junctions, self.template.kind, self._meta())
-        pruned = self.build().to(next(model.parameters()).device)
-        pruned.load_state_dict(state)
         return pruned
 
 
@@ -134,7 +140,7 @@ class DynamicSparse(Controller):
         self._hooks: list = []
 
     def _sparse_junctions(self):
-        return [(i, layer) for i, layer in enumerate(self.model.cls.junctions)
+        return [(i, layer) for i, layer in enumerate(self.model.junctions())
                 if isinstance(layer, (SparseLinear, MaskedLinear))]
 
     def before_batch(self, step: int) -> None:

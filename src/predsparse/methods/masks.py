@@ -99,6 +99,35 @@ def replace_overall(layer: MaskedLinear, k: int, grow_scores: torch.Tensor, new_
         _reset_optimizer_state(optimizer, weight, None, grown | dropped)
 
 
+@torch.no_grad()
+def kept_per_row(layer: nn.Linear, index: torch.Tensor, junction: int) -> SparseLinear:
+    """A `SparseLinear` (free fan-outs) keeping the connections `index` (N_{i+1}, fi) of a dense layer:
+    their weights, the layer's bias. Draws nothing from the global RNG."""
+    weight = layer.weight
+    with torch.random.fork_rng(devices=[]):  # the new layer's own initialisation is overwritten at once
+        kept = SparseLinear(layer.in_features, layer.out_features, index.to(torch.int32), layer.bias is not None,
+                            junction=junction, fixed_fan_out=False, dtype=weight.dtype)
+    kept = kept.to(weight.device)
+    kept.weight.copy_(weight.gather(1, index.long()))
+    if layer.bias is not None:
+        kept.bias.copy_(layer.bias)
+    return kept
+
+
+@torch.no_grad()
+def kept_overall(layer: nn.Linear, keep: torch.Tensor) -> MaskedLinear:
+    """A `MaskedLinear` keeping the connections `keep` (a boolean mask of the weight's shape) of a dense
+    layer: their weights (0 elsewhere), the layer's bias. Draws nothing from the global RNG."""
+    weight = layer.weight
+    with torch.random.fork_rng(devices=[]):
+        kept = MaskedLinear(layer.in_features, layer.out_features, keep, layer.bias is not None, dtype=weight.dtype)
+    kept = kept.to(weight.device)
+    kept.weight.copy_(weight * keep)
+    if layer.bias is not None:
+        kept.bias.copy_(layer.bias)
+    return kept
+
+
 def index_junction(index: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """A fan-in index (N_{i+1}, fi) whose fan-outs may differ, in the pattern file's CSR form."""
     index = np.sort(index.cpu().numpy(), axis=1).astype(np.int32)
@@ -140,7 +169,7 @@ def pattern_from_junctions(template: Pattern, junctions: list[tuple[np.ndarray, 
 
 def pattern_of(model: nn.Module, template: Pattern, kind: str, meta: dict) -> Pattern:
     """The current connections of a PatternNet's CLs as a validated Pattern (net and shapes of `template`)."""
-    return pattern_from_junctions(template, [connections(layer) for layer in model.cls.junctions], kind, meta)
+    return pattern_from_junctions(template, [connections(layer) for layer in model.junctions()], kind, meta)
 
 
 def pattern_to_tensor(pattern: Pattern) -> torch.Tensor:

@@ -35,7 +35,6 @@ from predsparse.nn.csc import CSCLinear, csc_linear_layers
 from predsparse.nn.init import initialise_junctions
 from predsparse.nn.sparse_linear import SparseLinear, layers_from_pattern
 from predsparse.patterns import Pattern
-from predsparse.spec import RunSpec
 
 INPUT_SHAPES = {"mnist_conv": (1, 28, 28), "cifar_conv": (3, 32, 32)}
 FEATURE_SHAPES = {"mnist_conv": (64, 7, 7), "cifar_conv": (256, 4, 4)}
@@ -106,6 +105,19 @@ class PatternNet(nn.Module):
             x = self.features(x).flatten(1)  # index c*H*W + h*W + w
         return self.cls(x)
 
+    def junctions(self) -> list[nn.Module]:
+        """The CL junction layers in order: junction i joins CL layer i to layer i + 1 (0-based)."""
+        return list(self.cls.junctions)
+
+    def replace_junction(self, i: int, layer: nn.Module) -> None:
+        """Put `layer` in place of junction i; it must join the same numbers of neurons (methods that change
+        the connections, `predsparse.methods`, give a junction another layer form this way)."""
+        old = self.cls.junctions[i]
+        if (layer.in_features, layer.out_features) != (old.in_features, old.out_features):
+            raise ValueError(f"junction {i} joins {old.in_features} to {old.out_features} neurons; the new layer "
+                             f"joins {layer.in_features} to {layer.out_features}")
+        self.cls.junctions[i] = layer
+
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         """Class predictions among the real classes only (padded outputs never win). A SparseLinear's
         logits are a transpose: their arg-max runs down its contiguous columns (the same first maximum,
@@ -114,24 +126,28 @@ class PatternNet(nn.Module):
         return scores.t().argmax(dim=0) if scores.t().is_contiguous() else scores.argmax(dim=1)
 
 
-def build_model(spec: RunSpec, pattern: Pattern, masked: bool = False) -> PatternNet:
-    """The model `spec.model` (mlp | mnist_conv | cifar_conv) with the CLs of `pattern`.
+def build_model(model: str, pattern: Pattern, num_classes: int | None = None, *, init: str = "uniform",
+                masked: bool = False, dataset: str | None = None) -> PatternNet:
+    """The model `model` (mlp | mnist_conv | cifar_conv) with the CLs of `pattern` and `num_classes` real classes.
 
-    `masked=True` gives every sparse junction a `MaskedLinear` (for methods whose connections change freely).
-    The CL weights are initialised by `spec.init` (predsparse.nn.init).
+    `init` is the CL weights' initialisation (predsparse.nn.init); `masked=True` gives every sparse junction a
+    `MaskedLinear` (for methods whose connections change freely); `dataset` only names the classes' dataset in
+    errors.
 
     Raises ConfigError when the pattern's net does not fit the model: its first layer must be the
     conv features (3136 for mnist_conv, 4096 for cifar_conv) and its output layer must hold every real class.
     """
-    net = _build(spec, pattern, masked)
-    initialise_junctions(net.cls.junctions, spec.init)
+    if num_classes is None:
+        raise TypeError("build_model needs num_classes")
+    net = _build(model, pattern, num_classes, masked, dataset or "the dataset")
+    initialise_junctions(net.cls.junctions, init)
     return net
 
 
-def _build(spec: RunSpec, pattern: Pattern, masked: bool) -> PatternNet:
-    model, num_classes, net = spec.model, spec.num_classes, cl_net(pattern)
+def _build(model: str, pattern: Pattern, num_classes: int, masked: bool, dataset: str) -> PatternNet:
+    net = cl_net(pattern)
     if net[-1] < num_classes:
-        raise ConfigError(f"pattern net {list(net)} has {net[-1]} outputs but {spec.dataset} has {num_classes} classes; "
+        raise ConfigError(f"pattern net {list(net)} has {net[-1]} outputs but {dataset} has {num_classes} classes; "
                           f"the output layer needs at least {num_classes} neurons")
     if model == "mlp":
         return PatternNet(pattern, num_classes, masked=masked)
@@ -167,7 +183,7 @@ def count_parameters(model: PatternNet) -> dict[str, int]:
                 conv += count
             else:
                 batch_norm += count
-    cl_weights = sum(_connections(j) for j in model.cls.junctions)
+    cl_weights = sum(_connections(j) for j in model.junctions())
     cl_biases = sum(p.numel() for name, p in model.cls.named_parameters() if name.rsplit(".", 1)[-1] == "bias")
     cl = cl_weights + cl_biases
     return {"conv": conv, "batch_norm": batch_norm, "cl_weights": cl_weights, "cl": cl,
@@ -198,5 +214,5 @@ def count_macs(model: PatternNet) -> dict[str, int]:
             model.train(was_training)
             for hook in hooks:
                 hook.remove()
-    cl = sum(_connections(j) for j in model.cls.junctions)
+    cl = sum(_connections(j) for j in model.junctions())
     return {"conv": conv, "cl": cl, "total": conv + cl}

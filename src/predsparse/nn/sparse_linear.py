@@ -102,11 +102,50 @@ class SparseLinear(nn.Module):
     real fan-in fi in place of in_features, so a right neuron's pre-activation has the same variance at any
     density (and a fully dense junction is initialised exactly like nn.Linear).
 
-    Forward accepts (..., N_i) inputs, float32/float64 on the CPU, float32/bfloat16 on CUDA (Triton).
-    The output of a 2-D input is a transposed view (see `predsparse.nn.functional`); call `.contiguous()`
-    before `.view()`. Buffers: `fan_in_index` (int32, saved in the state dict) and the transposed fixed
-    fan-out index `fan_out_right`, `fan_out_position` (int32, derived, rebuilt when a state dict is loaded).
-    Bad indices raise PatternError here, at construction or loading, never a wrong result later.
+    Forward accepts float32/float64 on the CPU, float32/bfloat16 on CUDA (Triton). Buffers: `fan_in_index`
+    (int32, saved in the state dict) and the transposed fixed fan-out index `fan_out_right`,
+    `fan_out_position` (int32, derived, rebuilt when a state dict is loaded). Bad indices raise PatternError
+    here, at construction or loading, never a wrong result later.
+
+    Shape:
+        - Input: (*, H_in), where * is any number of dimensions (none included) and H_in = in_features.
+        - Output: (*, H_out), where H_out = out_features.
+
+        The output is a transposed view, not a contiguous tensor: every backend computes the feature-major
+        (H_out, B) product, B the number of samples in *, and returns its transpose (`SparseLinearFunction`
+        in `predsparse.nn.functional`; its strides are (1, B) for a 2-D input). The next sparse layer reads
+        such a view without a copy; `.reshape()` works on it, `.view()` needs `.contiguous()` first.
+
+    Examples::
+
+        >>> import torch
+        >>> from predsparse.nn import SparseLinear
+        >>> # right neuron 0 reads inputs 0 and 1, right neuron 1 reads inputs 2 and 3
+        >>> layer = SparseLinear(4, 2, [[0, 1], [2, 3]])
+        >>> layer
+        SparseLinear(in_features=4, out_features=2, fi=2, fo=1, density=0.5, bias=True)
+        >>> layer.weight.shape  # only the existing connections: (out_features, fi)
+        torch.Size([2, 2])
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+        ...     _ = layer.bias.zero_()
+        >>> layer.dense_weight()
+        tensor([[1., 2., 0., 0.],
+                [0., 0., 3., 4.]])
+        >>> x = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]])
+        >>> y = layer(x)
+        >>> y.detach()
+        tensor([[3., 7.],
+                [1., 4.],
+                [2., 3.]])
+        >>> torch.equal(y, x @ layer.dense_weight().t() + layer.bias)
+        True
+        >>> y.shape, y.stride(), y.is_contiguous()  # a transposed view
+        (torch.Size([3, 2]), (1, 3), False)
+        >>> y.contiguous().view(-1).shape
+        torch.Size([6])
+        >>> layer(torch.rand(5, 7, 4)).shape
+        torch.Size([5, 7, 2])
     """
 
     def __init__(

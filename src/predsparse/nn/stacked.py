@@ -7,8 +7,8 @@ buffers. A step is one `StackedSparseLinearFunction` call per junction for all R
 (R, N, B) activations. Each run's numbers are bit-for-bit those of training its `PatternNet` alone (see
 `StackedSparseLinearFunction`); `predsparse.train_group` relies on it and a test checks it.
 
-`run_state(r, template)` gives run r's weights in the state-dict form of its own `PatternNet`, so
-checkpoints and best models are the single run's files; `stackable` says why models cannot be stacked.
+`load_run(r, model)` puts run r's weights into its own `PatternNet`, so checkpoints and best models are
+the single run's files; `stackable` says why models cannot be stacked.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def stackable(models: list[nn.Module]) -> str | None:
         return "a conv model (only connected layers stack)"
     shapes = []
     for model in models:
-        junctions = list(model.cls.junctions)
+        junctions = model.junctions()
         for layer in junctions:
             if not isinstance(layer, SparseLinear) or not layer.fixed_fan_out:
                 return f"junction {type(layer).__name__} is not a SparseLinear with fixed fan-out (dense or masked)"
@@ -58,7 +58,7 @@ class StackedConnectedLayers(nn.Module):
         reason = stackable(models)
         if reason:
             raise ValueError(f"these runs cannot be stacked: {reason}")
-        columns = list(zip(*(list(model.cls.junctions) for model in models)))
+        columns = list(zip(*(model.junctions() for model in models)))
         weights = [torch.stack([layer.weight.detach() for layer in column]) for column in columns]
         biases = [torch.stack([layer.bias.detach() for layer in column]) for column in columns]
         indices = [tuple(torch.stack([getattr(layer, name) for layer in column])
@@ -83,10 +83,8 @@ class StackedConnectedLayers(nn.Module):
         return list(self.weights), list(self.biases)
 
     @torch.no_grad()
-    def run_state(self, r: int, template: nn.Module) -> dict[str, torch.Tensor]:
-        """Run r's model state dict: `template` (its PatternNet) with the stacked weights of run r."""
-        state = template.state_dict()
-        for i in range(len(self.weights)):
-            state[f"cls.junctions.{i}.weight"] = self.weights[i][r].clone()
-            state[f"cls.junctions.{i}.bias"] = self.biases[i][r].clone()
-        return state
+    def load_run(self, r: int, model: nn.Module) -> None:
+        """Copy run r's stacked weights and biases into `model` (its PatternNet)."""
+        for layer, weight, bias in zip(model.junctions(), self.weights, self.biases):
+            layer.weight.copy_(weight[r])
+            layer.bias.copy_(bias[r])

@@ -37,6 +37,17 @@ junctions are the support layers of every CSC layer in order, with `meta` record
 radices of each CSC layer (`3,10,10/2,10,5/1,10` on the command line) and the weight counts. Consecutive
 CSC layers must meet at the same width (true whenever no padding is needed between them, as in
 LeNet-300-100 and Morse (64, 1024, 64)).
+
+Planning (the budget of a compression target and the growth ladder; `predsparse.methods.csc_growth`
+trains along the ladder): a compression target x allows floor(dense_weights / x) weights
+(`budget_weights`, padding excluded) in the CSC layers together. The ladder starts at the sparsest
+fully connected configuration within the budget at the fewest support layers (at least `min_layers`:
+`start_config`), and every step (`grow_step`) has strictly more weights: first every radix of every CSC
+layer +1 (where that would repeat offsets mod M, the radices are raised one at a time, first to last, and
+those that cannot grow stay), else the cheapest extra square support layer for every CSC layer (smallest
+radix >= 2, at the first position where its offsets stay distinct), while the result fits the budget.
+`csc_plan(net, x)` walks the ladder to its last configuration within the budget: the fixed-compression
+CSC nets of the pipeline's CSC study.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence, Union
 
 import numpy as np
@@ -338,3 +350,140 @@ def csc_radices(n: int, num_layers: int, n_out: int | None = None) -> tuple[int,
             f"offsets would repeat mod M={m}; use fewer support layers"
         )
     return best[2]
+
+
+# --- planning: the budget of a compression target and the growth ladder -------------------------------
+
+# Beyond this many support layers a CSC layer of any realistic size has long stopped getting sparser.
+MAX_SUPPORT_LAYERS = 16
+
+
+@dataclass(frozen=True)
+class CSCConfig:
+    """Radices for every CSC layer of a net (one tuple per dense layer replaced)."""
+
+    net: tuple[int, ...]
+    radices: tuple[tuple[int, ...], ...]
+
+    @cached_property
+    def layers(self) -> tuple[CSCLayer, ...]:
+        return csc_layers(self.net, self.radices)
+
+    @property
+    def weights(self) -> int:
+        return sum(layer.weights for layer in self.layers)
+
+    @property
+    def dense_weights(self) -> int:
+        return sum(layer.dense_weights for layer in self.layers)
+
+    @property
+    def compression(self) -> float:
+        return self.dense_weights / self.weights
+
+    @property
+    def label(self) -> str:
+        """The radices as on the command line, e.g. '3,10,10/2,10,5/1,10'."""
+        return format_radices(self.radices)
+
+    @property
+    def slug(self) -> str:
+        """The radices as a file/run name part, e.g. 'r3x10x10_2x10x5_1x10'."""
+        return "r" + "_".join("x".join(map(str, group)) for group in self.radices)
+
+
+def budget_weights(net: Sequence[int], compression: float) -> int:
+    """floor(dense weights / compression): the most weights a CSC net of compression x may have."""
+    if isinstance(compression, bool) or not isinstance(compression, (int, float)) or not compression >= 1:
+        raise PatternError(f"compression must be a number >= 1 (dense = 1), got {compression!r}")
+    from predsparse.density import dense_junction_weights  # not at import: density imports predsparse.patterns
+
+    return math.floor(sum(dense_junction_weights(net)) / compression)
+
+
+def _sparsest_radices(n_in: int, n_out: int, num_layers: int) -> tuple[int, ...]:
+    """`csc_radices` with at most `num_layers` support layers: as many as the layer can take."""
+    for count in range(num_layers, 0, -1):
+        try:
+            return csc_radices(n_in, count, n_out)
+        except PatternError:
+            continue
+    raise AssertionError("unreachable: one support layer always works")
+
+
+def sparsest_config(net: Sequence[int], num_layers: int) -> CSCConfig:
+    """Every CSC layer at its sparsest fully connected radices with (up to) `num_layers` support layers."""
+    net = tuple(int(n) for n in net)
+    radices = tuple(_sparsest_radices(a, b, num_layers) for a, b in zip(net[:-1], net[1:]))
+    return CSCConfig(net, radices)
+
+
+def start_config(net: Sequence[int], budget: int, min_layers: int = 2) -> CSCConfig:
+    """The sparsest fully connected configuration within `budget` weights, at the fewest support layers."""
+    if not isinstance(min_layers, int) or isinstance(min_layers, bool) or min_layers < 1:
+        raise PatternError(f"min_layers must be an integer >= 1, got {min_layers!r}")
+    sparsest = None
+    for num_layers in range(min_layers, max(min_layers, MAX_SUPPORT_LAYERS) + 1):
+        config = sparsest_config(net, num_layers)
+        if config.weights <= budget:
+            return config
+        if sparsest is None or config.weights < sparsest.weights:
+            sparsest = config
+    raise PatternError(
+        f"net {list(net)}: a budget of {budget} weights is below the sparsest fully connected CSC net "
+        f"({sparsest.weights} weights, radices {sparsest.label}, compression {sparsest.compression:.1f}x); "
+        f"choose a compression <= {sparsest.compression:.1f}"
+    )
+
+
+def _valid(layer: CSCLayer, radices: Sequence[int]) -> bool:
+    try:
+        CSCLayer(layer.n_in, layer.n_out, tuple(radices))
+    except PatternError:
+        return False
+    return True
+
+
+def _fan_in_step(layer: CSCLayer) -> tuple[int, ...]:
+    """Every radix +1; where that repeats offsets mod M, raise them one at a time, skipping those that can't."""
+    radices = [r + 1 for r in layer.radices]
+    if _valid(layer, radices):
+        return tuple(radices)
+    radices = list(layer.radices)
+    for l in range(len(radices)):
+        radices[l] += 1
+        if not _valid(layer, radices):
+            radices[l] -= 1
+    return tuple(radices)
+
+
+def _support_step(layer: CSCLayer) -> tuple[int, ...]:
+    """The cheapest extra square support layer: smallest radix >= 2 at the first valid position."""
+    radices = list(layer.radices)
+    # Square positions: after the folding first support layer, before the unfolding last one.
+    first = 1 if layer.n_in > layer.n_out else 0
+    last = len(radices) - 1 if layer.n_out > layer.n_in else len(radices)
+    for radix in range(2, layer.m + 1):
+        for position in range(first, last + 1):
+            candidate = radices[:position] + [radix] + radices[position:]
+            if _valid(layer, candidate):
+                return tuple(candidate)
+    return layer.radices
+
+
+def grow_step(config: CSCConfig, budget: int) -> tuple[CSCConfig, str] | None:
+    """The next configuration of the ladder and its action ('fan-in' or 'support layer'), or None."""
+    for action, step in (("fan-in", _fan_in_step), ("support layer", _support_step)):
+        grown = CSCConfig(config.net, tuple(step(layer) for layer in config.layers))
+        if grown.radices != config.radices and grown.weights <= budget:
+            return grown, action
+    return None
+
+
+def csc_plan(net: Sequence[int], compression: float, min_layers: int = 2) -> CSCConfig:
+    """The largest configuration of the growth ladder within the budget of `compression`."""
+    budget = budget_weights(net, compression)
+    config = start_config(net, budget, min_layers)
+    while (step := grow_step(config, budget)) is not None:
+        config = step[0]
+    return config

@@ -225,6 +225,23 @@ class Plan:
         self._by_key = {(r.study, r.name): r for r in self.runs}
 
     # ---------------------------------------------------------------- paths
+    # Every path of the pipeline is built here; the rules ask (a wildcard name in braces, e.g.
+    # PLAN.pattern_path("{pattern_id}"), gives the rule's wildcard path).
+    def path(self, name: str) -> str:
+        """A file or folder of the results folder: summary.csv, history.csv, run_info.json, report.md,
+        report.html, runs, scatter, mlflow_store.ready, mlflow_sync.done."""
+        return f"{self.results_dir}/{name}"
+
+    def log_path(self, job: str) -> str:
+        return f"{self.results_dir}/logs/{job}.log"
+
+    def benchmark_path(self, job: str) -> str:
+        """Snakemake's `benchmark:` file (time and memory) of a job."""
+        return f"{self.results_dir}/benchmarks/{job}.tsv"
+
+    def dataset_path(self, dataset: str, stem: str) -> str:
+        return f"{self.resources_dir}/{dataset}/{stem}.npz"
+
     def pattern_path(self, pattern_id: str) -> str:
         return f"{self.results_dir}/patterns/{pattern_id}.npz"
 
@@ -355,7 +372,7 @@ class Plan:
         that deleting any of them makes Snakemake redraw the report. `sources`: the rule's
         paper/counts/reasons paths, as `report_files` takes them.
         """
-        summary, history = f"{self.results_dir}/summary.csv", f"{self.results_dir}/history.csv"
+        summary, history = self.path("summary.csv"), self.path("history.csv")
         files = {"figures": [], "figure_pdfs": [], "tables": [], "table_csv": [], "table_tex": []}
         if Path(summary).is_file() and Path(history).is_file() and self._summarises_plan(summary):
             from predsparse.report.document import report_files
@@ -571,7 +588,7 @@ class Plan:
             stem = f"{variant}-{per_class.replace(',', '-')}-s{morse['seed']}"
             if overrides:
                 stem += "-" + hashlib.sha256(",".join(overrides).encode()).hexdigest()[:8]
-            path = f"{self.resources_dir}/morse/{stem}.npz"
+            path = self.dataset_path("morse", stem)
         else:
             download = self.config.get("data", {}).get("download", {})
             args = (dataset,) + (("--layout", layout) if layout else ())
@@ -579,7 +596,7 @@ class Plan:
                 args += ("--root", str(download["root"]))
             if download.get("offline"):
                 args += ("--offline",)
-            path = f"{self.resources_dir}/{dataset}/{dataset}" + (f"_{layout}" if layout else "") + ".npz"
+            path = self.dataset_path(dataset, dataset + (f"_{layout}" if layout else ""))
         target = DataTarget(dataset, path, args)
         self.data[path] = target
         return target
@@ -702,7 +719,7 @@ def _with_seed(row: PatternRow, seed: int) -> PatternRow:
 
 def _planned_radices(where: str, net, compression: float) -> str:
     """Radices of the largest CSC net of `net` within the weight budget of `compression`."""
-    from predsparse.csc_growth import csc_plan
+    from predsparse.patterns.csc import csc_plan
     from predsparse.patterns.csc import format_radices
 
     try:

@@ -115,7 +115,8 @@ def build_counts(config) -> list[dict]:
             p = sparsest.pattern
             pattern = generate_pattern(p.net, p.fanouts, p.kind, 0, shapes=p.shapes or None,
                                        **({"generator": p.generator} if p.generator else {}))
-            model = build_model(sparsest.spec, pattern)
+            spec = sparsest.spec
+            model = build_model(spec.model, pattern, spec.num_classes, init=spec.init, dataset=spec.dataset)
             params, macs = count_parameters(model), count_macs(model)
             expected = density(net, p.fanouts).weights
             if params["cl_weights"] != expected or macs["cl"] != expected:
