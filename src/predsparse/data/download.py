@@ -365,6 +365,27 @@ def _transfer(url: str, part: Path, timeout: float, *, end: float | None = None,
     """
     end = math.inf if end is None else end
     offset = part.stat().st_size if part.exists() else 0
+    response = _connect(url, part, offset, timeout, end)
+    with response:
+        resumed = bool(offset) and response.status == 206 and _range_start(response) == offset
+        expected = response.headers.get("Content-Length")
+        start = offset if resumed else 0
+        if most is not None and expected is not None and expected.isdigit() and start + int(expected) > most:
+            raise _MirrorFailed(f"announces {start + int(expected)} bytes, more than the {most} a genuine copy has")
+        progress = _Progress(label or part.name, start, int(expected) + start if expected and expected.isdigit()
+                             else most)
+        try:
+            out = open(part, "ab" if resumed else "wb")
+        except OSError as exc:
+            raise _WriteFailed(exc.strerror or str(exc)) from None
+        with out:
+            received = _receive(response, out, part, start, end, most, progress)
+    if expected is not None and received < int(expected):
+        raise _TransferFailed(f"connection closed after {received} of {expected} bytes")
+
+
+def _connect(url: str, part: Path, offset: int, timeout: float, end: float):
+    """The response of `url` (from byte `offset` when resuming), or the failure that says what to do next."""
     headers = {"User-Agent": "predsparse-data"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -373,7 +394,7 @@ def _transfer(url: str, part: Path, timeout: float, *, end: float | None = None,
     if left <= 0:
         raise _DeadlinePassed("before connecting")
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=min(timeout, left))
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=min(timeout, left))
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:  # the .part is not a prefix the server recognises: start over
@@ -386,53 +407,44 @@ def _transfer(url: str, part: Path, timeout: float, *, end: float | None = None,
         if time.monotonic() >= end:
             raise _DeadlinePassed(f"connecting: {_reason(exc)}") from None
         raise _TransferFailed(_reason(exc)) from None
-    with response:
-        resumed = bool(offset) and response.status == 206 and _range_start(response) == offset
-        expected = response.headers.get("Content-Length")
-        start = offset if resumed else 0
-        if most is not None and expected is not None and expected.isdigit() and start + int(expected) > most:
-            raise _MirrorFailed(f"announces {start + int(expected)} bytes, more than the {most} a genuine copy has")
-        received = 0
-        progress = _Progress(label or part.name, start, int(expected) + start if expected and expected.isdigit()
-                             else most)
-        try:
-            out = open(part, "ab" if resumed else "wb")
-        except OSError as exc:
-            raise _WriteFailed(exc.strerror or str(exc)) from None
-        with out:
-            while True:
-                if time.monotonic() >= end:
-                    progress.done()
-                    raise _DeadlinePassed(f"{start + received} bytes received")
-                try:
-                    # read1: whatever has arrived (one recv), so a dripping server cannot hold a read past the deadline
-                    chunk = response.read1(CHUNK)
-                except (OSError, http.client.HTTPException) as exc:
-                    progress.done()
-                    if time.monotonic() >= end:
-                        raise _DeadlinePassed(f"{start + received} bytes received; {_reason(exc)}") from None
-                    raise _TransferFailed(f"connection lost after {received} bytes ({_reason(exc)})") from None
-                if not chunk:
-                    break
-                if most is not None and start + received + len(chunk) > most:
-                    out.close()
-                    part.unlink(missing_ok=True)  # our own .part, of content no genuine copy has
-                    progress.done()
-                    raise _MirrorFailed(f"sent more than the {most} bytes a genuine copy has (stopped there; removed)")
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    raise _WriteFailed(_write_reason(exc)) from None
-                received += len(chunk)
-                progress.update(start + received)
+
+
+def _receive(response, out, part: Path, start: int, end: float, most: int | None, progress: "_Progress") -> int:
+    """Copy the response body into `out` (the .part, already holding `start` bytes) and sync it; the
+    bytes received."""
+    received = 0
+    while True:
+        if time.monotonic() >= end:
             progress.done()
-            try:
-                out.flush()
-                os.fsync(out.fileno())
-            except OSError as exc:
-                raise _WriteFailed(_write_reason(exc)) from None
-    if expected is not None and received < int(expected):
-        raise _TransferFailed(f"connection closed after {received} of {expected} bytes")
+            raise _DeadlinePassed(f"{start + received} bytes received")
+        try:
+            # read1: whatever has arrived (one recv), so a dripping server cannot hold a read past the deadline
+            chunk = response.read1(CHUNK)
+        except (OSError, http.client.HTTPException) as exc:
+            progress.done()
+            if time.monotonic() >= end:
+                raise _DeadlinePassed(f"{start + received} bytes received; {_reason(exc)}") from None
+            raise _TransferFailed(f"connection lost after {received} bytes ({_reason(exc)})") from None
+        if not chunk:
+            break
+        if most is not None and start + received + len(chunk) > most:
+            out.close()
+            part.unlink(missing_ok=True)  # our own .part, of content no genuine copy has
+            progress.done()
+            raise _MirrorFailed(f"sent more than the {most} bytes a genuine copy has (stopped there; removed)")
+        try:
+            out.write(chunk)
+        except OSError as exc:
+            raise _WriteFailed(_write_reason(exc)) from None
+        received += len(chunk)
+        progress.update(start + received)
+    progress.done()
+    try:
+        out.flush()
+        os.fsync(out.fileno())
+    except OSError as exc:
+        raise _WriteFailed(_write_reason(exc)) from None
+    return received
 
 
 class _Progress:
