@@ -529,7 +529,7 @@ def test_typed_config_override_through_snakemake(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
                     reason="snakemake-executor-plugin-slurm is not installed")
 def test_slurm_profile_dry_run(tmp_path):
-    result = snakemake(tmp_path, "--profile", str(REPO / "workflow/profiles/slurm"), "-n", "--configfile",
+    result = snakemake(tmp_path, "--workflow-profile", str(REPO / "workflow/profiles/slurm"), "-n", "--configfile",
                        str(REPO / "config/smoke.yaml"), "--config", "device=cuda", cwd=REPO)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "gpu=1" in result.stdout

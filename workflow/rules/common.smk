@@ -14,10 +14,9 @@ try:
 except PredsparseError as exc:  # one line and exit status 2, as `predsparse plan` says it (no Snakemake frames)
     sys.stderr.write(f"predsparse: error: {exc}\n")
     sys.exit(2)
-RESULTS = PLAN.results_dir
+# Every path comes from PLAN (predsparse.pipeline.plan: path, log_path, benchmark_path, ...).
 # Every run's metrics.json: what aggregation and MLflow sync wait for.
 RUN_METRICS = [PLAN.metrics_path(run) for run in PLAN.runs]
-RESOURCES = PLAN.resources_dir
 SOFTWARE = "../../environment.yml"  # relative to this rules file
 
 
