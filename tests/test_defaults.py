@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from predsparse.catalog import INITS
 from predsparse.defaults import HYPERPARAMETERS, KEYS, REASONS, defaults_for, resolve_spec
 from predsparse.errors import ConfigError
 from predsparse.pipeline.plan import load_plan
-from predsparse.spec import INITS, RunSpec
+from predsparse.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from predsparse.catalog import MODELS
 from predsparse.density import pattern_density
 from predsparse.errors import ConfigError
-from predsparse.nn.models import FEATURE_SHAPES, build_model, count_macs, count_parameters
+from predsparse.nn.models import build_model, count_macs, count_parameters
 from predsparse.nn.sparse_linear import MaskedLinear, SparseLinear
 from predsparse.patterns import generate_pattern
 from predsparse.spec import RunSpec
@@ -101,8 +102,8 @@ def test_conv_features_are_flattened_channel_major():
         model(x.reshape(2, 784))  # flat inputs are reshaped to the stack's 1x28x28
         features = model.features(x)
     c, h, w = 37, 5, 2
-    _, height, width = FEATURE_SHAPES["mnist_conv"]
-    assert features.shape[1:] == FEATURE_SHAPES["mnist_conv"]
+    _, height, width = MODELS["mnist_conv"].feature_shape
+    assert features.shape[1:] == MODELS["mnist_conv"].feature_shape
     assert torch.equal(seen["x"][:, c * height * width + h * width + w], features[:, c, h, w])
 
 

@@ -14,15 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from predsparse.catalog import DATASETS, DEFAULT_MODEL, DEVICES, INITS, MODELS, OPTIMIZERS
 from predsparse.errors import ConfigError
 
-DATASETS = ("morse", "mnist", "cifar10", "cifar100")
-# Real classes of each dataset; the output layer may be wider (the paper pads to a power of two).
-NUM_CLASSES = {"morse": 64, "mnist": 10, "cifar10": 10, "cifar100": 100}
-MODELS = ("mlp", "mnist_conv", "cifar_conv")
-OPTIMIZERS = ("adam", "sgd")
-INITS = ("uniform", "he_dense")  # predsparse.nn.init
-DEVICES = ("cpu", "cuda", "auto")
 MAX_NAME = 200  # characters of a study or run name: each names a folder
 
 
@@ -41,7 +35,7 @@ class RunSpec:
     dataset: str
     data: str  # .npz with xtr, ytr, xva, yva, xte, yte
     pattern: str  # pattern file of the connected layers
-    model: str = "mlp"
+    model: str = DEFAULT_MODEL
     variant: str | None = None  # Morse variant, recorded with every run
     seed: int = 0
     optimizer: str = "adam"
@@ -81,7 +75,8 @@ class RunSpec:
 
     @property
     def num_classes(self) -> int:
-        return NUM_CLASSES[self.dataset]
+        """Real classes of the dataset (predsparse.catalog); the output layer may be wider."""
+        return DATASETS[self.dataset].num_classes
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str = "run spec") -> "RunSpec":

@@ -31,6 +31,7 @@ def summary_row(metrics: dict, scatter_dir=None) -> dict:
     """
     from pathlib import Path
 
+    from predsparse.catalog import fixed_method
     from predsparse.methods.options import options_json
     from predsparse.summary import join_list
 
@@ -41,8 +42,7 @@ def summary_row(metrics: dict, scatter_dir=None) -> dict:
         from predsparse import rundir
 
         scatter = rundir.read_json(pattern_scatter)
-    method = (method_spec.get("name") or spec["extra"].get("method")
-              or {"dense": "dense", "csc": "csc"}.get(pattern["kind"], "predefined"))
+    method = method_spec.get("name") or spec["extra"].get("method") or fixed_method(pattern["kind"])
     return {
         "study": spec["study"],
         "run_id": metrics["run_id"],

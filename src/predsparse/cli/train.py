@@ -17,6 +17,8 @@ _SPEC_FLAGS = ("study", "run_name", "dataset", "data", "pattern", "model", "vari
 
 
 def add_arguments(parser):
+    from predsparse.catalog import DATASETS, DEFAULT_MODEL, DEVICES, METHODS, MODELS, OPTIMIZERS
+
     parser.add_argument("--spec", metavar="FILE", action="append",
                         help="run spec, .json or .yaml (keys of predsparse.spec.RunSpec); repeat it (with one --out "
                         "each) to train runs that share a net together in one process; "
@@ -28,15 +30,15 @@ def add_arguments(parser):
     quick = parser.add_argument_group(
         "run settings (without --spec: --dataset, --data and --pattern are required; optimiser, lr, batch size, "
         "epochs, L2 and init default to the table of predsparse.defaults for the dataset and model)")
-    quick.add_argument("--dataset", help="morse | mnist | cifar10 | cifar100")
+    quick.add_argument("--dataset", help=" | ".join(DATASETS))
     quick.add_argument("--data", metavar="NPZ", help="dataset file from `predsparse data`")
     quick.add_argument("--pattern", metavar="NPZ", help="pattern file from `predsparse pattern`")
-    quick.add_argument("--model", help="mlp (default) | mnist_conv | cifar_conv")
+    quick.add_argument("--model", help=" | ".join(f"{m} (default)" if m == DEFAULT_MODEL else m for m in MODELS))
     quick.add_argument("--variant", help="Morse variant, recorded with the run")
     quick.add_argument("--study", help="study name (default: quick)")
     quick.add_argument("--run-name", help="readable run name (default: pattern file name and seed)")
     quick.add_argument("--seed", type=int)
-    quick.add_argument("--optimizer", help="adam | sgd")
+    quick.add_argument("--optimizer", help=" | ".join(OPTIMIZERS))
     quick.add_argument("--lr", type=float)
     quick.add_argument("--momentum", type=float, help="SGD momentum")
     quick.add_argument("--weight-decay", type=float, help="L2 on weights (existing connections only)")
@@ -44,10 +46,11 @@ def add_arguments(parser):
     quick.add_argument("--epochs", type=int)
     quick.add_argument("--init", help="CL weight initialisation: uniform (ours, U(+-1/sqrt(fi))) | he_dense (the "
                        "authors': N(0, 2/N_i) over the dense fan-in, existing connections kept)")
-    quick.add_argument("--device", help="cpu | cuda | auto")
+    quick.add_argument("--device", help=" | ".join(DEVICES))
     quick.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///results/mlflow.db)")
+    trained = " | ".join(name for name, method in METHODS.items() if not method.fixed)
     quick.add_argument("--method", help="how the connections come about: predefined (default: the pattern's, fixed) | "
-                       "prune | set | rigl, or a JSON mapping with options, e.g. "
+                       f"{trained}, or a JSON mapping with options, e.g. "
                        "'{\"name\": \"rigl\", \"update_every\": 50}' (see predsparse.methods.options)")
 
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+# The datasets' names, classes and layouts: the catalogue's, which the loaders (morse, mnist, cifar) make.
+from predsparse.catalog import DATASETS  # noqa: F401 - read by the loaders and `predsparse data`
 from predsparse.errors import DatasetError
 from predsparse.io import atomic_write_bytes, atomic_write_json, load_npz, npz_bytes
 
@@ -35,34 +36,6 @@ from predsparse.io import atomic_write_bytes, atomic_write_json, load_npz, npz_b
 SPLITS = {"train": ("xtr", "ytr"), "validation": ("xva", "yva"), "test": ("xte", "yte")}
 ARRAY_NAMES = tuple(name for pair in SPLITS.values() for name in pair)
 VALIDATION_FRACTION = 0.1  # of the official training set, taken from its end (MNIST, CIFAR)
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What the models need to know about a dataset: its classes and the sample shape of each layout."""
-
-    name: str
-    num_classes: int
-    layouts: Mapping[str, tuple[int, ...]]  # layout -> shape of one sample x[i]
-    default_layout: str
-    description: str
-
-
-DATASETS = {
-    "morse": DatasetInfo(
-        "morse", 64, {"flat": (64,)}, "flat",
-        "Morse codewords, one 64-value frame per sample (framelen * dilation values in general)",
-    ),
-    "mnist": DatasetInfo(
-        "mnist", 10, {"conv": (1, 28, 28), "flat": (784,), "pad32": (1024,)}, "conv",
-        "MNIST digits: 1x28x28 for the conv net, 784 flat, or 32x32 zero-padded and flattened (1024) "
-        "for the (1024, 64, 16) and (1024, 16) CL-only nets",
-    ),
-    "cifar10": DatasetInfo("cifar10", 10, {"conv": (3, 32, 32)}, "conv", "CIFAR-10 images, 3x32x32 (RGB planes)"),
-    "cifar100": DatasetInfo(
-        "cifar100", 100, {"conv": (3, 32, 32)}, "conv", "CIFAR-100 images, 3x32x32, fine labels (100 classes)"
-    ),
-}
 
 
 def info_path(npz_path: str | Path) -> Path:

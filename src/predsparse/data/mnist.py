@@ -58,10 +58,7 @@ FILES = {
 }
 LAYOUTS = DATASETS["mnist"].layouts
 IMAGE_SIDE = 28
-PAD = 2  # pixels of zeros on every side for the 32 x 32 layout
-# Where each padded layout's real pixels are, in `predsparse scatter --real-in` spelling (image in the middle of
-# a zero border): the scatter of padded layers over their real neurons only.
-REAL_INPUTS = {"pad32": f"{IMAGE_SIDE}x{IMAGE_SIDE}/{IMAGE_SIDE + 2 * PAD}x{IMAGE_SIDE + 2 * PAD}"}
+PAD = 2  # pixels of zeros on every side for the 32 x 32 layout (where the real ones are: DATASETS' real_inputs)
 
 
 def read_idx(path: str | Path, ndim: int) -> np.ndarray:

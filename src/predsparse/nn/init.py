@@ -18,9 +18,9 @@ import math
 import torch
 from torch import nn
 
+from predsparse.catalog import INITS
 from predsparse.errors import ConfigError
 from predsparse.nn.sparse_linear import MaskedLinear, SparseLinear
-from predsparse.spec import INITS
 
 
 def he_dense_(layer: nn.Module) -> None:

@@ -15,7 +15,8 @@ logits (softmax lives in the cross-entropy loss).
 
 Flattening order (3-D scatter windows depend on it): conv features of shape (C, H, W) are flattened
 channel-major, as `torch.flatten` does on NCHW tensors: feature index = c*H*W + h*W + w. A pattern for a
-conv model that records its first layer's shape must record exactly `FEATURE_SHAPES[model]` = (C, H, W).
+conv model that records its first layer's shape must record exactly the model's feature shape (C, H, W)
+(`predsparse.catalog.MODELS[model].feature_shape`; its input shape is there too).
 
 Padded outputs (the paper's footnote 2): the output layer N_{J+1} may exceed the dataset's number of real
 classes (16 outputs for CIFAR-10's 10 classes, 128 for CIFAR-100). The extra outputs are classes no
@@ -30,15 +31,12 @@ import math
 import torch
 from torch import nn
 
+from predsparse.catalog import MODELS
 from predsparse.errors import ConfigError
 from predsparse.nn.csc import CSCLinear, csc_linear_layers
 from predsparse.nn.init import initialise_junctions
 from predsparse.nn.sparse_linear import SparseLinear, layers_from_pattern
 from predsparse.patterns import Pattern
-
-INPUT_SHAPES = {"mnist_conv": (1, 28, 28), "cifar_conv": (3, 32, 32)}
-FEATURE_SHAPES = {"mnist_conv": (64, 7, 7), "cifar_conv": (256, 4, 4)}
-
 
 def mnist_conv_stack() -> nn.Sequential:
     """1x28x28 -> 64x7x7: conv5x5(32), ReLU, pool2, conv5x5(64), ReLU, pool2."""
@@ -149,18 +147,18 @@ def _build(model: str, pattern: Pattern, num_classes: int, masked: bool, dataset
     if net[-1] < num_classes:
         raise ConfigError(f"pattern net {list(net)} has {net[-1]} outputs but {dataset} has {num_classes} classes; "
                           f"the output layer needs at least {num_classes} neurons")
-    if model == "mlp":
+    if model not in MODELS:
+        raise ConfigError(f"model '{model}' is not one of {list(MODELS)}")
+    shape = MODELS[model].feature_shape
+    if shape is None:  # CLs only
         return PatternNet(pattern, num_classes, masked=masked)
-    if model not in CONV_STACKS:
-        raise ConfigError(f"model '{model}' is not one of {['mlp', *CONV_STACKS]}")
-    shape = FEATURE_SHAPES[model]
     if net[0] != math.prod(shape):
         raise ConfigError(f"model {model} gives {math.prod(shape)} conv features ({'x'.join(map(str, shape))}) but "
                           f"the pattern net {list(net)} starts with {net[0]}")
     if pattern.shapes[0] is not None and tuple(pattern.shapes[0]) != shape:
         raise ConfigError(f"pattern's first layer has shape {list(pattern.shapes[0])} but model {model} flattens "
                           f"features of shape (C, H, W) = {list(shape)}")
-    return PatternNet(pattern, num_classes, CONV_STACKS[model](), INPUT_SHAPES[model], masked=masked)
+    return PatternNet(pattern, num_classes, CONV_STACKS[model](), MODELS[model].input_shape, masked=masked)
 
 
 def _connections(module: nn.Module) -> int:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from predsparse import rundir
+from predsparse.catalog import DATASETS, DEFAULT_MODEL, MODELS, fixed_method, input_layouts, pairs
 from predsparse.density import dense_junction_weights
 from predsparse.defaults import resolve_spec
 from predsparse.errors import ConfigError, PredsparseError
@@ -40,24 +41,13 @@ from predsparse.patterns import check_net
 from predsparse.patterns.format import check_layer_shapes
 from predsparse.pipeline.config import REPO_ROOT, check_schema
 from predsparse.provenance import environment
-from predsparse.spec import NUM_CLASSES, RunSpec
+from predsparse.spec import RunSpec
 from predsparse.tracking import resolve_uri
 
-# Data layout (`predsparse data DATASET --layout`) feeding each (dataset, model, N_1); None: the
-# dataset has a single layout and takes no --layout.
-INPUT_LAYOUTS: dict[tuple[str, str], dict[int, str | None]] = {
-    ("morse", "mlp"): {64: None},
-    ("mnist", "mlp"): {784: "flat", 1024: "pad32"},
-    ("mnist", "mnist_conv"): {3136: "conv"},
-    ("cifar10", "cifar_conv"): {4096: None},
-    ("cifar100", "cifar_conv"): {4096: None},
-}
-# Scheduler reservation of one training job, per model, unless the config's `resources` says otherwise.
-JOB_RESOURCES = {
-    "mlp": {"threads": 1, "mem_mb": 2000, "runtime": 60},
-    "mnist_conv": {"threads": 2, "mem_mb": 4000, "runtime": 120},
-    "cifar_conv": {"threads": 4, "mem_mb": 8000, "runtime": 240},
-}
+# The data layout feeding each (dataset, model, N_1), the classes of each dataset, the method of a fixed
+# pattern's runs and each model's job resources (the config's `resources` changing what it names): the
+# catalogue's (predsparse.catalog).
+
 # Runs per training job where they can stack (config key `group_runs`; 1 trains every run in a job of its own).
 DEFAULT_GROUP_RUNS = 8
 FANOUT_KINDS = ("random", "planned", "unstructured")  # kinds built from explicit fan-outs
@@ -70,8 +60,6 @@ GROUP_KEYS = {  # pattern options each kind takes
 }
 # Run-name label of each random generator other than the default (predsparse.patterns.generate.GENERATORS).
 GENERATOR_LABELS = {"sequential": "seq"}
-# The `method` column of a run without a group `method` (its connections are fixed before training).
-METHOD = {"dense": "dense", "csc": "csc", "random": "predefined", "planned": "predefined", "unstructured": "predefined"}
 # Tags of every run's spec `extra` that the plan sets; a group's own `extra` may not set them.
 RESERVED_EXTRA = ("method", "pattern_id", "compression", "allocation", "sweep")
 # How a swept setting is spelled in run names (value after the label); a setting not listed: its name.
@@ -426,7 +414,7 @@ class Plan:
     # ---------------------------------------------------------------- expansion
     def _expand_study(self, study: str, body: dict) -> None:
         where = f"{self.source}: study '{study}'"
-        dataset, model = body["dataset"], body.get("model", "mlp")
+        dataset, model = body["dataset"], body.get("model", DEFAULT_MODEL)
         seeds = body.get("seeds", [0])
         _check_unique(where, "seeds", seeds)
         # Defaults (predsparse.defaults), then the config's training section, then the study's; a list
@@ -440,7 +428,7 @@ class Plan:
         settings["variant"] = [self._variant(where, dataset, body, v) for v in _as_list(body.get("variant"))]
         if len(settings["variant"]) == 1:
             settings["variant"] = settings["variant"][0]
-        resources = {**JOB_RESOURCES[model], **self.config.get("resources", {}).get(model, {})}
+        resources = {**MODELS[model].job_resources, **self.config.get("resources", {}).get(model, {})}
         resources["gpu"] = 1 if self.device == "cuda" else 0
         names: dict[str, str] = {}
         for g, group in enumerate(body["patterns"]):
@@ -451,7 +439,7 @@ class Plan:
         """The runs of one pattern group: its patterns x seeds x every combination of the swept settings."""
         where = f"{self.source}: study '{study}'"
         gwhere = f"{where}: patterns[{g}]"
-        dataset, model = body["dataset"], body.get("model", "mlp")
+        dataset, model = body["dataset"], body.get("model", DEFAULT_MODEL)
         group_seeds = group.get("seeds", body.get("seeds", [0]))
         _check_unique(gwhere, "seeds", group_seeds)
         net = tuple(group.get("net", body.get("net", ())))
@@ -480,7 +468,7 @@ class Plan:
                     )
                 names[name] = f"patterns[{g}]"
                 data = self._data_target(gwhere, dataset, model, run_settings["variant"], net)
-                extra = {"method": _method_name(group) or METHOD[pattern.kind], "pattern_id": pattern.pattern_id,
+                extra = {"method": _method_name(group) or fixed_method(pattern.kind), "pattern_id": pattern.pattern_id,
                          "compression": self._checked[_unseeded(pattern)]}
                 if pattern.allocation:
                     extra["allocation"] = pattern.allocation
@@ -513,19 +501,18 @@ class Plan:
     def _plan_scatter(self, where: str, study: str, body: dict, dataset: str, model: str, row: PatternRow) -> None:
         """Record how the scatter file of `row` is computed: over every neuron (the default), or, for a study
         with `scatter: {neurons: real}`, over the real neurons of padded layers only (the authors'
-        convention): the input neurons the data layout really fills (REAL_INPUTS) and the first
-        NUM_CLASSES outputs. A layer without padding needs no option, so such patterns stay "every
+        convention): the input neurons the data layout really fills (the dataset's real_inputs) and the
+        first num_classes outputs. A layer without padding needs no option, so such patterns stay "every
         neuron". One scatter file per pattern: two studies asking one pattern's scatter differently are
         an error."""
         args: tuple[str, ...] = ()
         if body.get("scatter", {}).get("neurons", "all") == "real":
-            from predsparse.data.mnist import REAL_INPUTS  # a layout not listed has no padding
-
-            real_in = REAL_INPUTS.get(INPUT_LAYOUTS[(dataset, model)][row.net[0]])
+            info = DATASETS[dataset]
+            real_in = info.real_inputs.get(input_layouts(dataset, model).get(row.net[0]))  # not listed: no padding
             if real_in:
                 args += ("--real-in", real_in)
-            if row.net[-1] > NUM_CLASSES[dataset]:
-                args += ("--real-out", str(NUM_CLASSES[dataset]))
+            if row.net[-1] > info.num_classes:
+                args += ("--real-out", str(info.num_classes))
         planned = self._scatter.setdefault(row.pattern_id, (args, study))
         if planned[0] != args:
             raise ConfigError(
@@ -563,21 +550,22 @@ class Plan:
             raise ConfigError(f"{where}: key 'shapes': {exc}") from None
 
     def _data_target(self, where: str, dataset: str, model: str, variant: str | None, net: tuple[int, ...]) -> DataTarget:
-        layouts = INPUT_LAYOUTS.get((dataset, model))
-        if layouts is None:
-            valid = sorted(m for d, m in INPUT_LAYOUTS if d == dataset)
+        layouts = input_layouts(dataset, model)
+        if not layouts:
+            valid = sorted(m for d, m in pairs() if d == dataset)
             raise ConfigError(f"{where}: model '{model}' does not take {dataset}; valid models for {dataset}: {valid}")
         if net[0] not in layouts:
             raise ConfigError(
                 f"{where}: key 'net' {list(net)} starts with {net[0]} neurons, but model '{model}' on {dataset} "
                 f"takes {sorted(layouts)}"
             )
-        if net[-1] < NUM_CLASSES[dataset]:
+        if net[-1] < DATASETS[dataset].num_classes:
             raise ConfigError(
                 f"{where}: key 'net' {list(net)} ends with {net[-1]} outputs, fewer than the "
-                f"{NUM_CLASSES[dataset]} classes of {dataset}"
+                f"{DATASETS[dataset].num_classes} classes of {dataset}"
             )
-        layout = layouts[net[0]]
+        # A dataset of a single layout takes no --layout, and its file is named without one.
+        layout = layouts[net[0]] if len(DATASETS[dataset].layouts) > 1 else None
         if dataset == "morse":
             morse = self.config["data"]["morse"]
             per_class = _joined(morse["per_class"], ",")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from predsparse.density import dense_junction_weights, valid_splits
+from predsparse.report.analysis import PAPER_METHODS
 from predsparse.report.inputs import SETTINGS, Group, Stat
 from predsparse.report.paper import eighths
 from predsparse.report.studies import is_ablation
@@ -72,7 +73,7 @@ class PatternKey:
             text += " " + json.dumps(options, sort_keys=True)
         if self.kind != "dense":
             text += f" fo ({', '.join(map(str, self.fanouts))})"
-        if self.method not in ("predefined", "dense"):
+        if self.method not in PAPER_METHODS:
             text += f" [{self.method}]"
         return text
 

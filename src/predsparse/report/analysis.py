@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from predsparse.catalog import DATASETS, METHODS
 from predsparse.report.inputs import Group
 from predsparse.report.studies import STUDIES
 
@@ -30,12 +31,10 @@ CSC_WITHIN_PP = 2.0
 # Two-sided 95 % quantile of the standard normal distribution (1.95996...).
 Z95 = statistics.NormalDist().inv_cdf(0.975)
 
-METHOD_NAMES = {"dense": "dense", "predefined": "pre-defined", "csc": "CSC", "prune": "pruning", "set": "SET",
-                "rigl": "RigL"}
+# Methods' and datasets' names: the catalogue's (predsparse.catalog METHODS[m].label, DATASETS[d].label).
 ALLOCATION_NAMES = {"paper": "paper rule", "uniform": "uniform", "erk": "ERK"}
 # What a method keeps fixed, from its pattern file's kind (predsparse.methods.options.CONSTRAINTS).
 CONSTRAINT_NAMES = {"random": "fixed fan-in", "unstructured": "unconstrained"}
-DATASET_NAMES = {"morse": "Morse", "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
 
 def net_label(net) -> str:
@@ -189,6 +188,11 @@ def spearman(x, y) -> Correlation:
     return Correlation(rho, math.tanh(z - Z95 * se), math.tanh(z + Z95 * se), n)
 
 
+def method_name(method: str) -> str:
+    """The report's bare name of a method (the catalogue's label): 'pre-defined', 'pruning', 'RigL'."""
+    return METHODS[method].label if method in METHODS else method
+
+
 def method_label(method: str, kind: str = "", allocation: str = "") -> str:
     """The report's name of a method: 'pre-defined (paper rule)', 'pruning (fixed fan-in)', 'SET',
     'RigL (unconstrained)', 'dense'.
@@ -197,7 +201,7 @@ def method_label(method: str, kind: str = "", allocation: str = "") -> str:
     file's kind: random = fixed fan-in, unstructured = unconstrained); pre-defined sparse, SET and RigL by
     theirs only where it is not the fixed fan-in default (unconstrained, or planned patterns).
     """
-    name = METHOD_NAMES.get(method, method)
+    name = method_name(method)
     notes = []
     if method == "predefined" and allocation:
         notes.append(ALLOCATION_NAMES.get(allocation, allocation))
@@ -213,7 +217,7 @@ def group_label(group: Group) -> str:
 
 
 def dataset_name(dataset: str) -> str:
-    return DATASET_NAMES.get(dataset, dataset)
+    return DATASETS[dataset].label if dataset in DATASETS else dataset
 
 
 # --- Welch's t interval ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from predsparse.catalog import METHODS
 from predsparse.report.analysis import (ALLOCATION_NAMES, BUDGET_RTOL, Correlation, dataset_name, group_label,
                                         net_label, pct, spearman)
 from predsparse.report.inputs import Group
@@ -22,7 +23,6 @@ from predsparse.report.studies import is_ablation, is_beyond
 
 DENSITY_RTOL = BUDGET_RTOL  # the relative distance of weight counts that make one budget, as in Fig. 2c
 MIN_LEVEL_POINTS = 4  # configurations a density needs for a correlation row of its own (a CI needs n >= 4)
-METHOD_ORDER = ("dense", "predefined", "csc", "prune", "set", "rigl")
 # Which pre-defined sparse configuration of a density is "pre-defined sparse" when several allocations ran:
 # the paper's rule first, then fan-outs given by hand, then the other rules.
 ALLOCATION_ORDER = ("paper", "", "uniform", "erk")
@@ -55,7 +55,8 @@ def density_levels(groups: list[Group]) -> dict[Group, Level]:
 
 def order(group: Group) -> tuple:
     """Sort key of methods: dense, pre-defined (paper rule, given, uniform, ERK), CSC, pruning, SET, RigL."""
-    method = METHOD_ORDER.index(group.method) if group.method in METHOD_ORDER else len(METHOD_ORDER)
+    ranks = list(METHODS)  # the catalogue's order
+    method = ranks.index(group.method) if group.method in ranks else len(ranks)
     allocation = ALLOCATION_ORDER.index(group.allocation) if group.allocation in ALLOCATION_ORDER \
         else len(ALLOCATION_ORDER)
     return method, group.method, group.kind != "random", allocation, group.method_options

@@ -20,10 +20,11 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from predsparse.catalog import METHODS
 from predsparse.density import dense_junction_weights
 from predsparse.report import theme
-from predsparse.report.analysis import (CSC_WITHIN_PP, METHOD_NAMES, PAPER_METHODS, Correlation, compressions,
-                                        dataset_name, equal_budgets, net_label, pct)
+from predsparse.report.analysis import (CSC_WITHIN_PP, PAPER_METHODS, Correlation, compressions,
+                                        dataset_name, equal_budgets, method_name, net_label, pct)
 from predsparse.report.beyond import by_study, correlation_rows, density_levels, order, series_labels
 from predsparse.report.inputs import Group, milestone_accuracies
 from predsparse.report.paper import Comparison, scatter_label
@@ -408,7 +409,9 @@ def render_figures(groups: list[Group], history: pd.DataFrame, comparisons: list
 
 # --- Beyond the paper -----------------------------------------------------------------------------------
 
-METHOD_MARKERS = {"predefined": "o", "prune": "v", "set": "s", "rigl": "D", "csc": "^"}
+def _marker(method: str) -> str:
+    """The catalogue's marker of a method; "P" for one without a marker of its own (dense, unknown)."""
+    return (METHODS[method].marker if method in METHODS else None) or "P"
 
 
 def _draw_methods(ax, study_groups: list[Group]):
@@ -428,7 +431,7 @@ def _draw_methods(ax, study_groups: list[Group]):
         dodge = 1 + DODGE * (k - (len(series) - 1) / 2)
         xs += [100 * g.overall_density for g in line]  # the ticks: the densities themselves
         x = [100 * g.overall_density * dodge for g in line]
-        _errorbar(ax, x, [g.test for g in line], color=color, marker=METHOD_MARKERS.get(line[0].method, "P"),
+        _errorbar(ax, x, [g.test for g in line], color=color, marker=_marker(line[0].method),
                   linestyle="--" if line[0].kind == "unstructured" else "-", label=label)
     if xs:
         _percent_log_x(ax, xs)
@@ -448,13 +451,13 @@ def _draw_correlation(ax, points: list[Group]):
     colors = dict(zip(ordered_levels, theme.PALETTE * 3))
     for g in points:
         ax.scatter([g.scatter], [100 * g.best_val.mean], color=colors[levels[g]], s=18, linewidths=0.4,
-                   edgecolors="white", marker=METHOD_MARKERS.get(g.method, "P"), zorder=3)
+                   edgecolors="white", marker=_marker(g.method), zorder=3)
     # One legend: the densities (colours), then the methods (markers) under a header entry of their own.
     handles = [Line2D([], [], color=colors[lv], marker="o", linestyle="", label=lv.label) for lv in ordered_levels]
     handles.append(Line2D([], [], linestyle="", label="Method"))
     methods = dict.fromkeys(g.method for g in sorted(points, key=order))
-    handles += [Line2D([], [], color="0.35", marker=METHOD_MARKERS.get(m, "P"), linestyle="",
-                       label=METHOD_NAMES.get(m, m)) for m in methods]
+    handles += [Line2D([], [], color="0.35", marker=_marker(m), linestyle="", label=method_name(m))
+                for m in methods]
     ax.legend(handles=handles, title="Overall CL density", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.set_xlim(0, 1.05)
     ax.set_xlabel("Scatter S")
