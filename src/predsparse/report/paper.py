@@ -382,6 +382,20 @@ def _not_given(row, studies: list[str]) -> str:
     return f"not given by the runs of {ran} (configuration, dense baseline or count missing)"
 
 
+def _table2_notes(row: dict, curated: dict, trained_table2: dict, ours_studies: list[str], net) -> list[str]:
+    """For a Table 2 count: the density it was counted at (unless a curated reason says it) and what our
+    runs found (the sparsest net within 1 pp of FC)."""
+    if not (row["source"] == "table2" and row["quantity"] in COUNT_QUANTITIES[3:6] and row["study"] in TABLE2):
+        return []
+    notes = [TABLE2[row["study"]].basis] if curated.get("disagrees", "open") == "open" else []
+    trained = next((s for (study, n), s in trained_table2.items() if study in ours_studies and n == net), None)
+    if trained is not None and row["quantity"] == "sparse_cl_params":
+        notes.append("our runs' sparsest net within 1 pp of FC: " + (
+            f"fo {net_label(trained.sparse.fanouts)}, {trained.sparse.weights / 1e6:.3g} M"
+            if trained.sparse else "none"))
+    return notes
+
+
 def compare(paper: pd.DataFrame, groups: list[Group], counts: list[ConfigCount] = (),
             reasons: Reasons | None = None) -> list[Verdict]:
     """Every paper row judged against our runs (and config.yaml's counts for the training-free quantities)."""
@@ -406,15 +420,7 @@ def compare(paper: pd.DataFrame, groups: list[Group], counts: list[ConfigCount] 
             ours = quantities.compute(row, candidates) if candidates else None
         tolerance = _tolerances(row)[0]
         curated = reasons.lookup(row)
-        notes = []  # the Table 2 density used (unless a curated reason says it) and what our runs found
-        if row["source"] == "table2" and row["quantity"] in COUNT_QUANTITIES[3:6] and row["study"] in TABLE2:
-            if curated.get("disagrees", "open") == "open":
-                notes.append(TABLE2[row["study"]].basis)
-            trained = next((s for (study, n), s in trained_table2.items() if study in ours_studies and n == net), None)
-            if trained is not None and row["quantity"] == "sparse_cl_params":
-                notes.append("our runs' sparsest net within 1 pp of FC: " + (
-                    f"fo {net_label(trained.sparse.fanouts)}, {trained.sparse.weights / 1e6:.3g} M"
-                    if trained.sparse else "none"))
+        notes = _table2_notes(row, curated, trained_table2, ours_studies, net)
         if not ours:
             if not ours_studies:
                 cause, ours_text, why = "not_given", "no study", "no study of ours reproduces it"
