@@ -32,6 +32,7 @@ from predsparse.nn.csc import CSCLinear
 from predsparse.nn.sparse_linear import SparseLinear
 from predsparse.patterns.csc import csc_radices
 from predsparse.patterns.generate import random_fan_in_index
+from plotting import pyplot_or_none  # benchmarks/plotting.py, beside this script
 
 COLUMNS = ("device", "threads", "n", "batch", "method", "radices", "weights", "density", "median_ms", "min_ms",
            "repeats", "speedup_vs_dense")
@@ -97,15 +98,10 @@ def run(sizes: list[int], batch: int, repeats: int, devices: list[str]) -> list[
 
 
 def plot(rows: list[dict], path: Path) -> bool:
-    """Draws the PNG; False (and a note) where matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:  # optional: an image without matplotlib (the GPU check's) still gets the CSV
-        print(f"matplotlib is not installed: {path} not drawn")
+    """CSC, sparse and dense step times against N, one line per method; False (and a note) without matplotlib."""
+    plt = pyplot_or_none(path)
+    if plt is None:
         return False
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     groups = sorted({(r["device"], r["n"]) for r in rows})
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.8), squeeze=False)

@@ -26,6 +26,7 @@ from predsparse.io import atomic_savefig, atomic_write_csv
 from predsparse.patterns import load_pattern
 from predsparse.patterns.generate import generate_pattern
 from predsparse.scatter import scatter_vector
+from plotting import pyplot_or_none  # benchmarks/plotting.py, beside this script
 
 COLUMNS = ("group", "case", "kind", "net", "fanouts", "connections", "generate_s", "save_s", "load_s",
            "scatter_s", "repeats", "scatter")
@@ -97,15 +98,10 @@ def run(quick: bool, repeats: int) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path) -> bool:
-    """Draws the PNG; False (and a note) where matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:  # optional: an image without matplotlib (the GPU check's) still gets the CSV
-        print(f"matplotlib is not installed: {path} not drawn")
+    """Generate, save, load and scatter seconds against connections; False (and a note) without matplotlib."""
+    plt = pyplot_or_none(path)
+    if plt is None:
         return False
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     markers = {"paper": "o", "single junction": "s", "two junctions": "^", "kinds": "D"}

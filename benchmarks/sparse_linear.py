@@ -57,6 +57,7 @@ from torch import nn
 from predsparse.io import atomic_path, atomic_savefig
 from predsparse.nn import MaskedLinear, SparseLinear, functional, native
 from predsparse.patterns import generate_pattern, valid_fanouts
+from plotting import pyplot_or_none  # benchmarks/plotting.py, beside this script
 
 # (N_i, N_{i+1}, density, the issue's target speed-up over dense of SparseLinear's step)
 CASES = [
@@ -333,13 +334,9 @@ def markdown(table: pd.DataFrame) -> str:
 
 def plot(table: pd.DataFrame, path: Path) -> bool:
     """Log-log step time against density per layer (False, and a note, where matplotlib is missing)."""
-    try:
-        import matplotlib
-    except ImportError:  # the GPU image has no matplotlib: the CSV is the result, the figure is optional
-        print(f"matplotlib is not installed: {path} not drawn")
+    plt = pyplot_or_none(path)
+    if plt is None:
         return False
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     layers = sorted(table.groupby(["n_in", "n_out"]).groups, key=lambda s: s[0] * s[1])
     fig, axes = plt.subplots(1, len(layers), figsize=(5 * len(layers), 4.2), squeeze=False)

@@ -361,7 +361,7 @@ def test_layers_from_pattern_runs_constant_fan_in_csr_on_sparse_linear():
     assert isinstance(masked, MaskedLinear) and masked.mask.sum() == 48
 
 
-def test_readme_speed_table_is_the_committed_benchmark_csv():
+def test_readme_speed_table_is_the_committed_benchmark_csv(monkeypatch):
     """The README's speed table cannot drift from the benchmark's output: it is its --markdown rendering."""
     import importlib.util
     from pathlib import Path
@@ -369,6 +369,7 @@ def test_readme_speed_table_is_the_committed_benchmark_csv():
     import pandas as pd
 
     repo = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(repo / "benchmarks"))  # as when run as a script: its sibling modules import
     spec = importlib.util.spec_from_file_location("bench_sparse_linear", repo / "benchmarks/sparse_linear.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -132,59 +132,53 @@ static void run_parallel(Worker worker, const Problem *p, int threads) {
     worker(p, 0, total);
 }
 
-static PyObject *py_gather_reduce(PyObject *self, PyObject *args) {
-    Py_ssize_t out, src, index, coef, bias, mask;
-    Problem p = {0};
-    int threads;
-    if (!PyArg_ParseTuple(args, "nnnnnnnnnnnnnnnnnnnii", &out, &src, &index, &coef, &p.layers, &p.rows, &p.fan,
-                          &p.batch, &p.src_ld, &p.out_ld, &p.src_stride_r, &p.out_stride_r, &p.index_stride_r,
-                          &p.coef_stride_r, &bias, &p.bias_stride_r, &mask, &p.mask_ld, &p.mask_stride_r,
-                          &p.relu_src, &threads))
-        return NULL;
-    p.bias = (const float *)bias;
-    p.mask = (const float *)mask;
-    p.out = (float *)out;
-    p.src = (const float *)src;
-    p.index = (const int32_t *)index;
-    p.coef = (const float *)coef;
+/* "O&" converter: a raw pointer passed from Python as an int (tensor.data_ptr(); 0 for none). */
+static int as_pointer(PyObject *value, void *address) {
+    void *pointer = PyLong_AsVoidPtr(value);
+    if (pointer == NULL && PyErr_Occurred())
+        return 0;
+    *(void **)address = pointer;
+    return 1;
+}
+
+/* Run a parsed problem over its rows with the GIL released. */
+static PyObject *run_released(Worker worker, const Problem *p, int threads) {
     Py_BEGIN_ALLOW_THREADS
-    run_parallel(gather_rows, &p, threads);
+    run_parallel(worker, p, threads);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
+}
+
+static PyObject *py_gather_reduce(PyObject *self, PyObject *args) {
+    Problem p = {0};
+    int threads;
+    if (!PyArg_ParseTuple(args, "O&O&O&O&nnnnnnnnnnO&nO&nnii", as_pointer, &p.out, as_pointer, &p.src, as_pointer,
+                          &p.index, as_pointer, &p.coef, &p.layers, &p.rows, &p.fan, &p.batch, &p.src_ld, &p.out_ld,
+                          &p.src_stride_r, &p.out_stride_r, &p.index_stride_r, &p.coef_stride_r, as_pointer, &p.bias,
+                          &p.bias_stride_r, as_pointer, &p.mask, &p.mask_ld, &p.mask_stride_r, &p.relu_src, &threads))
+        return NULL;
+    return run_released(gather_rows, &p, threads);
 }
 
 static PyObject *py_connection_dots(PyObject *self, PyObject *args) {
-    Py_ssize_t out, a, src, index, row_sums;
     Problem p = {0};
     int threads;
-    if (!PyArg_ParseTuple(args, "nnnnnnnnnnnnnnnniii", &out, &a, &src, &index, &p.layers, &p.rows, &p.fan, &p.batch,
-                          &p.a_ld, &p.src_ld, &p.a_stride_r, &p.src_stride_r, &p.index_stride_r, &p.out_stride_r,
-                          &row_sums, &p.row_sums_stride_r, &p.relu_src, &p.accumulate, &threads))
+    if (!PyArg_ParseTuple(args, "O&O&O&O&nnnnnnnnnnO&niii", as_pointer, &p.out, as_pointer, &p.a, as_pointer, &p.src,
+                          as_pointer, &p.index, &p.layers, &p.rows, &p.fan, &p.batch, &p.a_ld, &p.src_ld, &p.a_stride_r,
+                          &p.src_stride_r, &p.index_stride_r, &p.out_stride_r, as_pointer, &p.row_sums,
+                          &p.row_sums_stride_r, &p.relu_src, &p.accumulate, &threads))
         return NULL;
-    p.row_sums = (float *)row_sums;
-    p.out = (float *)out;
-    p.a = (const float *)a;
-    p.src = (const float *)src;
-    p.index = (const int32_t *)index;
-    Py_BEGIN_ALLOW_THREADS
-    run_parallel(dots_rows, &p, threads);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    return run_released(dots_rows, &p, threads);
 }
 
 static PyObject *py_transpose(PyObject *self, PyObject *args) {
-    Py_ssize_t out, src;
     Problem p = {0};
     int threads;
-    if (!PyArg_ParseTuple(args, "nnnnnni", &out, &src, &p.batch, &p.rows, &p.src_ld, &p.out_ld, &threads))
+    if (!PyArg_ParseTuple(args, "O&O&nnnni", as_pointer, &p.out, as_pointer, &p.src, &p.batch, &p.rows, &p.src_ld,
+                          &p.out_ld, &threads))
         return NULL;
-    p.out = (float *)out;
-    p.src = (const float *)src;
     p.layers = 1;
-    Py_BEGIN_ALLOW_THREADS
-    run_parallel(transpose_rows, &p, threads);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    return run_released(transpose_rows, &p, threads);
 }
 
 static PyMethodDef methods[] = {
