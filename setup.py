@@ -28,7 +28,7 @@ class BuildNative(build_ext):
 native = Extension(
     "predsparse.nn._native",
     sources=["src/predsparse/nn/_native.c"],
-    depends=["src/predsparse/nn/_native_kernels.h"],
+    depends=["src/predsparse/nn/_native_kernels.h", "src/predsparse/nn/_native_step.h"],
     # -O3 vectorises the fixed-length loops; contraction (a + w * x as one FMA) is the C default of GCC.
     extra_compile_args=["-O3", "-fopenmp", "-std=gnu11"],
     extra_link_args=["-fopenmp"],

@@ -1,4 +1,5 @@
-"""Grouped training: runs that share a net trained in one stacked step, each bit-for-bit as if alone."""
+"""Grouped training: runs that share a net trained in one stacked step (Adam) or one after the other on
+the fused step (SGD), each bit-for-bit as if alone."""
 
 import json
 
@@ -27,8 +28,8 @@ def setting(tmp_path_factory):
 
     def spec(seed, pattern=None, **changes):
         settings = dict(study="g", run_name=f"s{seed}", dataset="morse", data=str(data),
-                        pattern=str(root / (pattern or f"p{seed}.npz")), seed=seed, optimizer="sgd", lr=0.1,
-                        momentum=0.9, weight_decay=1e-4, batch_size=100, epochs=3, device="cpu")
+                        pattern=str(root / (pattern or f"p{seed}.npz")), seed=seed, optimizer="adam", lr=0.01,
+                        weight_decay=1e-4, batch_size=100, epochs=3, device="cpu")
         return RunSpec(**{**settings, **changes})
 
     return root, spec
@@ -64,8 +65,28 @@ def test_grouped_runs_equal_their_single_runs_bit_for_bit(setting, tmp_path, thr
             for key in ours[part]:
                 assert torch.equal(ours[part][key], theirs[part][key]), (part, key)
         for pid, state in theirs["optimizer"]["state"].items():
-            assert torch.equal(ours["optimizer"]["state"][pid]["momentum_buffer"], state["momentum_buffer"])
+            for key, value in state.items():  # Adam's step, exp_avg, exp_avg_sq
+                assert torch.equal(torch.as_tensor(ours["optimizer"]["state"][pid][key]), torch.as_tensor(value))
     assert len({g["test_acc"] for g in grouped}) > 1  # the runs really differ
+
+
+def test_sgd_groups_train_one_after_the_other_on_the_fused_step(setting, tmp_path, monkeypatch):
+    """SGD runs are not stacked: each trains alone on the fused step, so each is its single run."""
+    import predsparse.train_group as train_group_module
+
+    _, spec = setting
+    torch.set_num_threads(1)
+    specs = [spec(seed, optimizer="sgd", lr=0.1, momentum=0.9) for seed in (0, 1)]
+
+    def no_stack(models):
+        raise AssertionError("SGD runs were stacked")
+
+    monkeypatch.setattr(train_group_module.StackedConnectedLayers, "from_models", no_stack)
+    grouped = train_group(specs, [tmp_path / "g" / s.run_name for s in specs], track=False)
+    for s, g in zip(specs, grouped):
+        assert "group" not in g
+        assert _comparable(g) == _comparable(train_run(s, tmp_path / "a" / s.run_name, track=False))
+        assert _history(tmp_path / "g" / s.run_name) == _history(tmp_path / "a" / s.run_name)
 
 
 def _interrupt_evaluation(monkeypatch, module, after: int) -> None:

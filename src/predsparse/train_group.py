@@ -33,7 +33,8 @@ from predsparse.errors import ConfigError, TrainingError
 from predsparse.nn import native
 from predsparse.nn.stacked import StackedConnectedLayers, stackable
 from predsparse.spec import GROUP_FREE_KEYS, RunSpec
-from predsparse.train import _CHECK_EVERY, RunState, evaluate, load_data, resolve_device, train_run
+from predsparse.nn.fused import FusedMLP
+from predsparse.train import _CHECK_EVERY, RunState, evaluate, load_data, make_optimizer, resolve_device, train_run
 
 
 def _member(spec: RunSpec, out_dir: Path, device: torch.device, track: bool, arrays: dict) -> RunState:
@@ -106,7 +107,8 @@ def train_group(specs: list[RunSpec], out_dirs: list[str | Path], track: bool = 
     failed = []
     for indices in by_epoch.values():
         group = [members[i] for i in indices]
-        if len(group) == 1 or stackable([m.model for m in group]) is not None:
+        if len(group) == 1 or stackable([m.model for m in group]) is not None or \
+                FusedMLP.reason(group[0].model, make_optimizer(group[0].spec, group[0].model)) is None:
             for i in indices:
                 try:
                     results[i] = train_run(specs[i], out_dirs[i], track)

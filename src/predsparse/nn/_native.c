@@ -181,6 +181,25 @@ static PyObject *py_transpose(PyObject *self, PyObject *args) {
     return run_released(transpose_rows, &p, threads);
 }
 
+#include "_native_step.h"
+
+static PyObject *py_mlp_step(PyObject *self, PyObject *args) {
+    Step s = {0};
+    int train, first;
+    float lr, momentum, decay_weight, decay_bias;
+    if (!PyArg_ParseTuple(args, "O&nnnO&nnO&O&O&O&O&iffffii", as_pointer, &s.j, &s.layers, &s.batch, &s.classes, as_pointer, &s.x,
+                          &s.x_ld, &s.start, as_pointer, &s.picks, as_pointer, &s.labels, as_pointer, &s.act0,
+                          as_pointer, &s.grad[0], as_pointer, &s.grad[1], &train, &lr, &momentum, &decay_weight,
+                          &decay_bias, &first, &s.threads))
+        return NULL;
+    int64_t correct = 0;
+    double total;
+    Py_BEGIN_ALLOW_THREADS
+    total = run_step(&s, train, lr, momentum, decay_weight, decay_bias, first, &correct);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("dL", total, (long long)correct);
+}
+
 static PyMethodDef methods[] = {
     {"transpose", py_transpose, METH_VARARGS,
      "transpose(out, src, rows, cols, src_ld, out_ld, threads): out (cols, rows) = src (rows, cols)^T."},
@@ -192,6 +211,9 @@ static PyMethodDef methods[] = {
      "connection_dots(out, a, src, index, layers, rows, fan, batch, a_ld, src_ld, a_stride_r, src_stride_r, "
      "index_stride_r, out_stride_r, row_sums, row_sums_stride_r, relu_src, accumulate, threads): raw pointers "
      "(0: none) and sizes; see predsparse.nn.native."},
+    {"mlp_step", py_mlp_step, METH_VARARGS,
+     "mlp_step(junctions, layers, batch, classes, x, x_ld, start, picks, labels, act0, grad0, grad1, train, lr, momentum, "
+     "decay_weight, decay_bias, first, threads) -> (loss sum, correct): a fused MLP step; see predsparse.nn.fused."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,154 @@
+"""A training step of a sparse MLP as one native call: the CPU fast path of `predsparse.train`.
+
+A step of the autograd path (`SparseLinear` layers, `cross_entropy`, `backward`, `SGD.step`) spends as much
+time in Python, autograd and optimiser code as in its products: on the Morse net (64, 1024, 64) at
+fo (128, 8), batch 256, about 1.1 ms of a 2.2 ms step (measured with the products replaced by no-ops,
+`benchmarks/study.py` reports the parts). `FusedMLP.step` does the whole step in C (`_native_step.h`):
+it gathers the batch from the data set, runs every junction's forward with the layer's own native
+kernels, softmax cross-entropy over all outputs, every gradient, and torch.optim.SGD's update, in place.
+
+It computes what the autograd path computes, summed in another order only where torch's own ops sum
+(the loss and its gradient, the SGD update: a few ulp apart per step; `tests/test_fused.py` checks
+a step against the autograd path and a whole run against it). Its products are the layer's native
+kernels, so it is deterministic and its results do not depend on the thread count.
+
+It applies (`FusedMLP.reason` is None) to an `mlp` whose junctions all run on the native gathers (what
+`predsparse.nn.stacked.stackable` asks: fixed fan-in and fan-out, a bias, float32 on the CPU, below the
+dense dispatch density), trained by the SGD `predsparse.train.make_optimizer` builds (no dampening or
+Nesterov), with no method changing its connections. Anything else trains on the autograd path.
+
+Momentum buffers live where torch's SGD keeps them, `optimizer.state[p]["momentum_buffer"]`, so a
+checkpoint written after fused steps resumes on either path.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from predsparse.nn import native
+from predsparse.nn.stacked import stackable
+
+# The int64 fields of one junction, in the order of `Junction` in _native_step.h.
+JUNCTION_FIELDS = ("n_in", "n_out", "fan_in", "fan_out", "weight", "bias", "fan_in_index", "fan_out_right",
+                   "fan_out_position", "weight_buf", "bias_buf", "act", "grad_weight", "grad_bias", "weight_t")
+
+
+class FusedMLP:
+    """The fused step and evaluation of one `PatternNet` (and its SGD optimiser, for training).
+
+    Built per epoch (cheap): it holds the addresses of the model's parameters, which the step updates in
+    place, and workspace for batches of up to `capacity` samples.
+    """
+
+    def __init__(self, model, optimizer: torch.optim.SGD | None = None, capacity: int = 256):
+        self.model, self.optimizer = model, optimizer
+        self.junctions = model.junctions()
+        self.capacity = capacity
+        self.classes = model.num_classes
+        self.first = False
+        self._buffers: list[torch.Tensor | None] = []
+        if optimizer is not None:
+            self.lr, self.momentum, self.decay_weight, self.decay_bias = self._hyperparameters(optimizer)
+            self._buffers, self.first = self._momentum_buffers(optimizer)
+        self._workspace(capacity)
+
+    @staticmethod
+    def reason(model, optimizer=None, controller=None) -> str | None:
+        """None if the fused step applies to this model, optimiser and method, else why not."""
+        if controller is not None:
+            return "a method changes the connections"
+        if optimizer is not None:
+            if type(optimizer) is not torch.optim.SGD:
+                return f"the optimiser is {type(optimizer).__name__}, not SGD"
+            for group in optimizer.param_groups:
+                if group["dampening"] or group["nesterov"] or group["maximize"]:
+                    return "SGD with dampening, Nesterov momentum or maximize"
+        return stackable([model])
+
+    def _hyperparameters(self, optimizer) -> tuple[float, float, float, float]:
+        """lr, momentum and the weight decay of the weights and of the biases, from the parameter groups."""
+        group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+        weights = [group_of[id(j.weight)] for j in self.junctions]
+        biases = [group_of[id(j.bias)] for j in self.junctions]
+        settings = {(g["lr"], g["momentum"]) for g in weights + biases}
+        if len(settings) != 1 or len({g["weight_decay"] for g in weights}) != 1 or \
+                len({g["weight_decay"] for g in biases}) != 1:
+            raise ValueError("FusedMLP: every weight (and every bias) must share lr, momentum and weight decay")
+        (lr, momentum), = settings
+        return lr, momentum, weights[0]["weight_decay"], biases[0]["weight_decay"]
+
+    def _momentum_buffers(self, optimizer) -> tuple[list[torch.Tensor | None], bool]:
+        """The SGD momentum buffers of every weight and bias (created, zero, before the first step, which
+        then sets them to the gradient, as SGD does); whether this is that first step."""
+        if not self.momentum:
+            return [None] * (2 * len(self.junctions)), False
+        buffers, first = [], False
+        for junction in self.junctions:
+            for p in (junction.weight, junction.bias):
+                state = optimizer.state[p]
+                if state.get("momentum_buffer") is None:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                    first = True
+                buffers.append(state["momentum_buffer"])
+        return buffers, first
+
+    def _workspace(self, capacity: int) -> None:
+        """Activations, gradients and the junction table for batches of up to `capacity` samples."""
+        widths = [self.junctions[0].in_features] + [j.out_features for j in self.junctions]
+        new = self.junctions[0].weight.new_empty
+        self.act0 = new(widths[0] * capacity)
+        self.grads = [new(max(widths) * capacity) for _ in range(2)]
+        self._keep = []
+        rows = []
+        for i, j in enumerate(self.junctions):
+            act = new(j.out_features * capacity)
+            grad_weight, grad_bias = torch.empty_like(j.weight), torch.empty_like(j.bias)
+            weight_t = new(j.fan_out_right.numel())
+            self._keep += [act, grad_weight, grad_bias, weight_t]
+            weight_buf, bias_buf = self._buffers[2 * i:2 * i + 2] if self._buffers else (None, None)
+            values = {
+                "n_in": j.in_features, "n_out": j.out_features, "fan_in": j.weight.shape[1],
+                "fan_out": j.fan_out_right.shape[1], "weight": j.weight, "bias": j.bias,
+                "fan_in_index": j.fan_in_index, "fan_out_right": j.fan_out_right,
+                "fan_out_position": j.fan_out_position, "weight_buf": weight_buf, "bias_buf": bias_buf,
+                "act": act, "grad_weight": grad_weight, "grad_bias": grad_bias, "weight_t": weight_t}
+            rows.append([_address(values[name]) for name in JUNCTION_FIELDS])
+        self.table = torch.tensor(rows, dtype=torch.int64)
+
+    def _call(self, x: torch.Tensor, y: torch.Tensor, batch: int, start: int, picks: torch.Tensor | None,
+              train: bool) -> tuple[float, int]:
+        if batch > self.capacity:
+            raise ValueError(f"FusedMLP: batch of {batch} samples exceeds the workspace's {self.capacity}")
+        rows = x.reshape(len(x), -1)
+        if rows.stride(-1) != 1 or rows.dtype != torch.float32 or y.dtype != torch.int64:
+            raise ValueError("FusedMLP: inputs must be float32 with contiguous samples, labels int64")
+        with torch.no_grad():
+            loss_sum, correct = native.mlp_step(
+                self.table, len(self.junctions), batch, self.classes, rows, rows.stride(0), start, picks, y,
+                self.act0, self.grads[0], self.grads[1], train, self.lr if train else 0.0,
+                self.momentum if train else 0.0, self.decay_weight if train else 0.0,
+                self.decay_bias if train else 0.0, self.first and train)
+        if train:
+            self.first = False
+        return loss_sum, correct
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, picks: torch.Tensor) -> tuple[float, int]:
+        """One SGD step on the samples `picks` (int64) of (x, y); returns the batch's summed loss and its
+        number of correct predictions, as of before the update."""
+        return self._call(x, y, len(picks), 0, picks, True)
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        """Summed loss and correct predictions over all of (x, y), in batches of `capacity`."""
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(x), self.capacity):
+            part_loss, part_correct = self._call(x, y, min(self.capacity, len(x) - start), start, None, False)
+            loss_sum, correct = loss_sum + part_loss, correct + part_correct
+        return loss_sum, correct
+
+
+def _address(value) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, torch.Tensor):
+        return value.data_ptr()
+    return int(value)

@@ -1,0 +1,134 @@
+"""The fused native MLP step against the autograd path: the same step, the same SGD, the same evaluation."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from predsparse.nn import native
+from predsparse.nn.fused import FusedMLP
+from predsparse.nn.models import build_model
+from predsparse.patterns import generate_pattern
+from predsparse.train import _CHECK_EVERY, train_epoch
+
+pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason=native.STATUS)
+
+
+def _model(net=(64, 128, 96, 16), fanouts=(32, 24, 4), classes=16, seed=0):
+    pattern = generate_pattern(list(net), list(fanouts), "random", seed)
+    torch.manual_seed(seed)
+    return build_model("mlp", pattern, classes, init="he_dense")
+
+
+def _sgd(model, lr=0.1, momentum=0.9, weight_decay=1e-3):
+    """As predsparse.train.make_optimizer: weight decay on the weights only."""
+    return torch.optim.SGD([{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": weight_decay},
+                            {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}],
+                           lr=lr, momentum=momentum)
+
+
+def _autograd_step(model, optimizer, x, y):
+    logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item() * len(y), int((model.predict(logits.detach()) == y).sum())
+
+
+def _data(samples=600, features=64, classes=16, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(samples, features, generator=generator), torch.randint(0, classes, (samples,), generator=generator)
+
+
+@pytest.mark.parametrize("batch, momentum", [(64, 0.9), (37, 0.9), (64, 0.0)])  # 37: the kernels' batch tails
+def test_a_fused_step_is_the_autograd_step_and_sgd(batch, momentum):
+    model = _model()
+    twin = copy.deepcopy(model)
+    ours, theirs = _sgd(model, momentum=momentum), _sgd(twin, momentum=momentum)
+    x, y = _data()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(2))
+    for step in range(6):
+        picks = order[step * batch:(step + 1) * batch]
+        loss, correct = FusedMLP(model, ours, capacity=batch).step(x, y, picks)
+        expected_loss, expected_correct = _autograd_step(twin, theirs, x[picks], y[picks])
+        assert loss == pytest.approx(expected_loss, rel=1e-5)
+        assert correct == expected_correct
+    for mine, reference in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-6)
+        if momentum:
+            torch.testing.assert_close(ours.state[mine]["momentum_buffer"], theirs.state[reference]["momentum_buffer"],
+                                       rtol=1e-4, atol=1e-6)
+        else:
+            assert "momentum_buffer" not in ours.state[mine]
+
+
+def test_fused_evaluation_counts_only_real_classes():
+    model = _model(classes=10)  # 16 outputs, 10 real classes: padded outputs never win
+    with torch.no_grad():
+        model.junctions()[-1].bias[10:] = 50.0
+    x, y = _data(classes=10)
+    loss, correct = FusedMLP(model, capacity=128).evaluate(x, y)
+    with torch.no_grad():
+        logits = model(x)
+        expected_loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        expected_correct = int((model.predict(logits) == y).sum())
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert correct == expected_correct > 0
+
+
+def test_fused_steps_are_the_same_at_any_thread_count():
+    x, y = _data()
+    picks = torch.arange(200)
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            model = _model()
+            optimizer = _sgd(model)
+            losses = [FusedMLP(model, optimizer, capacity=200).step(x, y, picks) for _ in range(3)]
+            results.append((losses, [p.detach().clone() for p in model.parameters()]))
+    finally:
+        torch.set_num_threads(before)
+    assert results[0][0] == results[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+
+
+def test_a_checkpoint_of_fused_steps_resumes_on_torch_sgd():
+    """Momentum buffers sit in the optimiser's state, so its state_dict carries on in torch's SGD."""
+    model = _model()
+    optimizer = _sgd(model)
+    x, y = _data()
+    FusedMLP(model, optimizer, capacity=100).step(x, y, torch.arange(100))
+    twin = copy.deepcopy(model)
+    resumed = _sgd(twin)
+    resumed.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # as from a checkpoint file
+    picks = torch.arange(100, 200)
+    FusedMLP(model, optimizer, capacity=100).step(x, y, picks)
+    _autograd_step(twin, resumed, x[picks], y[picks])
+    for mine, reference in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_what_the_fused_step_does_not_take():
+    model = _model()
+    assert FusedMLP.reason(model, _sgd(model)) is None
+    assert "Adam" in FusedMLP.reason(model, torch.optim.Adam(model.parameters()))
+    nesterov = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    assert "Nesterov" in FusedMLP.reason(model, nesterov)
+    assert "method" in FusedMLP.reason(model, _sgd(model), controller=object())
+    dense = build_model("mlp", generate_pattern([64, 16], [16], "random", 0), 16)  # fo = N_2: dense
+    assert FusedMLP.reason(dense) is not None
+    assert FusedMLP.reason(model.double()) is not None
+
+
+def test_a_diverging_fused_epoch_raises():
+    model = _model()
+    optimizer = _sgd(model)
+    with torch.no_grad():
+        model.junctions()[0].weight[0, 0] = math.inf
+    x, y = _data(samples=_CHECK_EVERY * 8)
+    with pytest.raises(FloatingPointError, match=f"batch {_CHECK_EVERY} of"):
+        train_epoch(model, optimizer, x, y, 8, torch.Generator().manual_seed(0), lambda *a: None)
