@@ -14,12 +14,15 @@ batch 256, SGD as `predsparse.defaults` says) for `--epochs` epochs, with a time
 - `other`: the rest.
 Per-epoch parts are also projected to the protocol's 30 epochs (`projected_30_s`: measured per epoch
 times 30, the rest as measured), so a short benchmark still answers "how long is a full run".
-`--kernels torch` runs the torch formulations (the layer without the native kernels: the "before").
-In a group every part is the group's total divided by its runs. Writes results/benchmarks/study.csv.
+`--path` chooses how a step runs: `fused` (the default: one native call per step, `predsparse.nn.fused`),
+`autograd` (the layer's native kernels through autograd and torch's SGD, the step before the fused one)
+or `torch` (the layer's torch formulations, no native kernels). In a group every part is the group's
+total divided by its runs. Writes results/benchmarks/study_<path>_group<R>.csv.
 
     python benchmarks/study.py --data resources/morse/paper2017-5000-1000-1000-s0.npz
-    python benchmarks/study.py --data ... --kernels torch      # before: torch formulations
-    python benchmarks/study.py --data ... --group 8            # 8 runs in one stacked step
+    python benchmarks/study.py --data ... --path autograd     # before: native kernels through autograd
+    python benchmarks/study.py --data ... --group 8           # 8 runs in one job (fused: one after the other)
+    python benchmarks/study.py --data ... --group 8 --path autograd   # 8 runs in one stacked step
 """
 
 from __future__ import annotations
@@ -39,12 +42,12 @@ import predsparse.train_group as train_group
 import predsparse.tracking as tracking
 from predsparse.defaults import HYPERPARAMETERS
 from predsparse.io import atomic_write_csv
-from predsparse.nn import native
+from predsparse.nn import fused, native
 from predsparse.patterns import generate_pattern
 from predsparse.spec import RunSpec
 
 PER_EPOCH = ("steps", "evaluation", "checkpoints", "mlflow_epochs")
-COLUMNS = ("config", "kernels", "group", "threads", "epochs", "part", "seconds_per_run", "projected_30_s")
+COLUMNS = ("config", "path", "group", "threads", "epochs", "part", "seconds_per_run", "projected_30_s")
 # part -> (module, function name) wrapped by a timer; train and train_group share the helpers they import.
 TIMED = {
     "data": [(train, "load_arrays"), (train_group, "load_arrays")],
@@ -100,15 +103,17 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="Morse dataset file (predsparse data morse ...)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs to time (projected to 30)")
     parser.add_argument("--group", type=int, default=1, help="runs trained together (train_group)")
-    parser.add_argument("--kernels", choices=["native", "torch"], default="native")
+    parser.add_argument("--path", choices=["fused", "autograd", "torch"], default="fused",
+                        help="how a step runs (see the module docstring)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one core per run)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.kernels == "torch":
+    if args.path == "torch":
         native.AVAILABLE = False
     elif not native.AVAILABLE:
-        parser.error(f"--kernels native: {native.STATUS}")
+        parser.error(f"--path {args.path}: {native.STATUS}")
+    fused.ENABLED = args.path == "fused"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         specs = []
@@ -124,21 +129,21 @@ def main(argv=None) -> int:
             spent, total = timed_parts(lambda: train.train_run(specs[0], outs[0]))
         else:
             spent, total = timed_parts(lambda: train_group.train_group(specs, outs))
-    if args.group > 1:  # the group's epochs run inside _train_stacked: steps are what the timed parts leave
+    if args.group > 1 and args.path != "fused":  # stacked epochs: steps are what the timed parts leave
         spent["steps"] = total - sum(v for part, v in spent.items() if part != "steps")
     spent["other"] = max(0.0, total - sum(spent.values()))
     spent["imports"] = import_seconds()  # one interpreter per job, shared by its runs
-    label = f"{args.kernels}, {'alone' if args.group == 1 else f'group of {args.group}'}"
+    label = f"{args.path}, {'alone' if args.group == 1 else f'group of {args.group}'}"
     rows = []
     for part in ("imports", "data", "setup", "mlflow_run", *PER_EPOCH, "final_files", "other"):
         seconds = spent.get(part, 0.0) / args.group
         projected = seconds / args.epochs * 30 if part in PER_EPOCH else seconds
-        rows.append({"config": label, "kernels": args.kernels, "group": args.group, "threads": args.threads,
+        rows.append({"config": label, "path": args.path, "group": args.group, "threads": args.threads,
                      "epochs": args.epochs, "part": part, "seconds_per_run": round(seconds, 3),
                      "projected_30_s": round(projected, 2)})
     rows.append({**rows[-1], "part": "total", "seconds_per_run": round(sum(r["seconds_per_run"] for r in rows), 3),
                  "projected_30_s": round(sum(r["projected_30_s"] for r in rows), 2)})
-    name = f"study_{args.kernels}_group{args.group}.csv"
+    name = f"study_{args.path}_group{args.group}.csv"
     atomic_write_csv(args.out / name, COLUMNS, rows)
     for row in rows:
         print(f"{label:>22}  {row['part']:>12}: {row['seconds_per_run']:8.2f} s per run  "

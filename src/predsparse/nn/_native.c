@@ -14,8 +14,8 @@
  * Why it is fast: with fixed fan-in there is no scatter and no atomic, every output row is computed by
  * one thread, and a gathered source row is a contiguous stretch of the batch. gather_reduce keeps 64
  * outputs of a row in registers (register blocking over the batch) while it runs over the fan-in, so
- * each multiply-add costs one load; connection_dots runs over the batch for four connections at a time,
- * so a[i] is loaded once for four dot products.
+ * each multiply-add costs one load; connection_dots runs over the batch for eight connections at a time,
+ * so a[i] is loaded once for eight dot products.
  *
  * Determinism: an output's sum always runs over k (gather_reduce) or over b (connection_dots) in the same
  * order, whatever the thread count or R, so a stacked call is bit-for-bit R single calls.
@@ -56,6 +56,8 @@ typedef struct {
 static inline float relu_scalar(float x) { return x <= 0.0f ? 0.0f : x; }
 
 typedef void (*Worker)(const Problem *, Py_ssize_t, Py_ssize_t);
+
+#define DOTS 8 /* connections per pass of connection_dots over a row of a */
 
 /* One copy of the loops per instruction set (_native_kernels.h), the best one the CPU has chosen at import. */
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -28,6 +28,8 @@ import torch
 from predsparse.nn import native
 from predsparse.nn.stacked import stackable
 
+ENABLED = True  # False: every step on the autograd path (benchmarks/study.py --path autograd compares the two)
+
 # The int64 fields of one junction, in the order of `Junction` in _native_step.h.
 JUNCTION_FIELDS = ("n_in", "n_out", "fan_in", "fan_out", "weight", "bias", "fan_in_index", "fan_out_right",
                    "fan_out_position", "weight_buf", "bias_buf", "act", "grad_weight", "grad_bias", "weight_t")
@@ -55,6 +57,8 @@ class FusedMLP:
     @staticmethod
     def reason(model, optimizer=None, controller=None) -> str | None:
         """None if the fused step applies to this model, optimiser and method, else why not."""
+        if not ENABLED:
+            return "the fused step is switched off (predsparse.nn.fused.ENABLED)"
         if controller is not None:
             return "a method changes the connections"
         if optimizer is not None:
