@@ -42,9 +42,11 @@ def _data(samples=600, features=64, classes=16, seed=1):
     return torch.randn(samples, features, generator=generator), torch.randint(0, classes, (samples,), generator=generator)
 
 
-@pytest.mark.parametrize("batch, momentum", [(64, 0.9), (37, 0.9), (64, 0.0)])  # 37: the kernels' batch tails
-def test_a_fused_step_is_the_autograd_step_and_sgd(batch, momentum):
-    model = _model()
+# 37: the kernels' batch tails; fo (64, 48, 8): every junction at 50 %, where the autograd path runs dense blocks
+@pytest.mark.parametrize("batch, momentum, fanouts", [(64, 0.9, (32, 24, 4)), (37, 0.9, (32, 24, 4)),
+                                                      (64, 0.0, (32, 24, 4)), (64, 0.9, (64, 48, 8))])
+def test_a_fused_step_is_the_autograd_step_and_sgd(batch, momentum, fanouts):
+    model = _model(fanouts=fanouts)
     twin = copy.deepcopy(model)
     ours, theirs = _sgd(model, momentum=momentum), _sgd(twin, momentum=momentum)
     x, y = _data()

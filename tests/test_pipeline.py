@@ -751,3 +751,16 @@ def test_rules_ask_the_plan_for_every_path():
         text = "\n".join(line.split("#")[0] for line in path.read_text().splitlines())  # code, not comments
         for spelled in ("{RESULTS}", "{RESOURCES}", "results/", "resources/", '"logs/', '"benchmarks/'):
             assert spelled not in text, f"{path.name} builds a path itself: {spelled}"
+
+
+def test_the_largest_training_jobs_get_the_highest_priority():
+    plan = load_plan(REPO / "config/morse.yaml")
+    ranks = plan.priorities
+    assert sorted(ranks) == sorted(g.id for g in plan.groups)
+    assert sorted(ranks.values()) == list(range(len(plan.groups)))
+    by_rank = sorted(plan.groups, key=lambda g: ranks[g.id])
+    assert [g.work for g in by_rank] == sorted(g.work for g in plan.groups)
+    # the 64-1024-64 job at fo (128, 8) with 8 runs: 8 x (64 x 128 + 1024 x 8) weights x 30 epochs
+    eight = next(g for g in plan.groups if len(g.runs) == 8 and g.runs[0].pattern.fanouts == (128, 8))
+    assert eight.work == 8 * (64 * 128 + 1024 * 8) * 30
+    assert ranks[eight.id] > ranks[min(plan.groups, key=lambda g: g.work).id]

@@ -25,6 +25,7 @@ onto them and can always be rebuilt from them with `predsparse mlflow-sync resul
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -169,6 +170,14 @@ def describe(spec: dict, pattern: dict) -> str:
 
 
 def _file_digest(path: Path) -> str:
+    """The sha256 (16 hex) of a data file, read once per process for a given file state: the runs of a
+    grouped job share one data file, which would otherwise be hashed once per run."""
+    stat = path.stat()
+    return _digest_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a rewritten file is hashed anew
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -1,10 +1,13 @@
 """Training several runs in one process: a group of runs that share a net, stacked into one step.
 
 `train_group(specs, out_dirs)` trains runs that differ only in pattern, seed, study and name (same
-dataset file, model, net, fan-outs and hyper-parameters: `RunSpec.group_key`). Where their models stack
-(`predsparse.nn.stacked.stackable`: an MLP of fixed fan-in and fan-out junctions on the native CPU
-gathers) every step is one layer call per junction for all of them (`StackedConnectedLayers`); otherwise
-they train one after the other with `train_run`, sharing the process's start-up.
+dataset file, model, net, fan-outs and hyper-parameters: `RunSpec.group_key`). Runs that the fused step
+applies to (`predsparse.nn.fused`: a sparse MLP on the native CPU kernels, trained with SGD) train one
+after the other with `train_run`, sharing the process's start-up: each run's activations stay in cache,
+and a fused step of one run costs less than its share of a stacked step of several (`benchmarks/study.py
+--group 8`, with and without `--path autograd`). Other models that stack (`predsparse.nn.stacked.stackable`:
+the same MLPs trained with Adam) take every step as one layer call per junction for all of them
+(`StackedConnectedLayers`); the rest train one after the other too.
 
 Each run stays its own: its folder, spec.json, checkpoint after every epoch (the single run's format, so
 a group can resume what `train_run` started and the other way round), history, curves, metrics.json and

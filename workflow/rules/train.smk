@@ -40,10 +40,11 @@ rule tracking_store:
 
 
 # One training job per group of runs (PLAN.groups): runs that share a net and hyper-parameters train in
-# one process, in one stacked step (`predsparse train --spec A --out A --spec B --out B ...`), every run
-# still its own folder, checkpoint and MLflow run; the others get a job of their own. A rule per group,
-# named train_<group id>, declares exactly its runs' metrics.json; its params are the runs' ids, so a
-# changed run reruns its group. The config's `group_runs` caps a group (1: one job per run).
+# one process (`predsparse train --spec A --out A --spec B --out B ...`), every run still its own
+# folder, checkpoint and MLflow run; the others get a job of their own. A rule per group, named
+# train_<group id>, declares exactly its runs' metrics.json; its params are the runs' ids, so a changed
+# run reruns its group. The largest jobs have the highest priority (PLAN.priorities), so they start
+# first. The config's `group_runs` caps a group (1: one job per run).
 for group in PLAN.groups:
 
     rule:
@@ -64,6 +65,7 @@ for group in PLAN.groups:
         benchmark:
             PLAN.benchmark_path(f"train/{group.id}")
         threads: group.runs[0].resources["threads"]
+        priority: PLAN.priorities[group.id]
         resources:
             mem_mb=max(run.resources["mem_mb"] for run in group.runs),
             runtime=sum(run.resources["runtime"] for run in group.runs),

@@ -20,21 +20,30 @@ from predsparse.nn import functional, native
 from predsparse.nn.sparse_linear import SparseLinear
 
 
-def stackable(models: list[nn.Module]) -> str | None:
-    """None if `models` can train as one stack, else the reason they cannot."""
+def native_mlp(model: nn.Module) -> str | None:
+    """None if every junction of `model` can run on the native CPU kernels (an `mlp` of SparseLinear
+    junctions with fixed fan-out and a bias, float32 on the CPU; at any density), else why not."""
     if not native.AVAILABLE:
         return native.STATUS
-    if models[0].features is not None:
-        return "a conv model (only connected layers stack)"
+    if model.features is not None:
+        return "a conv model (only connected layers)"
+    for layer in model.junctions():
+        if not isinstance(layer, SparseLinear) or not layer.fixed_fan_out:
+            return f"junction {type(layer).__name__} is not a SparseLinear with fixed fan-out (dense or masked)"
+        if layer.bias is None or not native.supports(layer.weight):
+            return "a junction has no bias or is not float32 on the CPU"
+    return None
+
+
+def stackable(models: list[nn.Module]) -> str | None:
+    """None if `models` can train as one stack, else the reason they cannot."""
     shapes = []
     for model in models:
+        if reason := native_mlp(model):
+            return reason
         junctions = model.junctions()
-        for layer in junctions:
-            if not isinstance(layer, SparseLinear) or not layer.fixed_fan_out:
-                return f"junction {type(layer).__name__} is not a SparseLinear with fixed fan-out (dense or masked)"
-            if layer.bias is None or not native.supports(layer.weight) or layer.density >= \
-                    functional.DENSE_DISPATCH_DENSITY["cpu"]:
-                return "a junction does not run on the native CPU gathers (its device, dtype, density or no bias)"
+        if any(layer.density >= functional.DENSE_DISPATCH_DENSITY["cpu"] for layer in junctions):
+            return "a junction runs on dense blocks (its density), not on the native gathers"
         shapes.append([tuple(layer.weight.shape) + (layer.in_features,) for layer in junctions])
     if any(s != shapes[0] for s in shapes):
         return "the runs' junction shapes differ"
