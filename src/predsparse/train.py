@@ -242,7 +242,8 @@ def _fused_epoch(fused: FusedMLP, x: torch.Tensor, y: torch.Tensor, order: torch
                  on_batch) -> tuple[float, float]:
     """train_epoch on the fused native step (`predsparse.nn.fused`): the same batches in the same order, the
     same checks. The collector is paused: a step allocates only a few objects, but enough to start its
-    scans of the whole heap (torch, mlflow) every few hundred steps, about 8 % of a Morse step."""
+    scans of the whole heap (torch, mlflow) every few hundred steps: 8 % of the samples of a profile of
+    fused Morse steps."""
     n = len(x)
     batches = math.ceil(n / batch_size)
     loss_sum, correct = 0.0, 0

@@ -2,24 +2,24 @@
 
 A step of the autograd path (`SparseLinear` layers, `cross_entropy`, `backward`, `SGD.step`) spends as much
 time in Python, autograd and optimiser code as in its products: on the Morse net (64, 1024, 64) at
-fo (128, 8), batch 256, about 1.1 ms of a 2.2 ms step (measured with the products replaced by no-ops,
-`benchmarks/study.py` reports the parts). `FusedMLP.step` does the whole step in C (`_native_step.h`):
+fo (128, 8), batch 256, one thread, about 1.3 ms of a 2.1-3.0 ms step remained with the native products
+replaced by no-ops (`benchmarks/fused_step.py`). `FusedMLP.step` does the whole step in C (`_native_step.h`):
 it gathers the batch from the data set, runs every junction's forward with the layer's own native
 kernels, softmax cross-entropy over all outputs, every gradient, and torch.optim.SGD's update, in place.
 
 It computes what the autograd path computes, summed in another order only where torch's own ops sum
-(the loss and its gradient, the SGD update: a few ulp apart per step; `tests/test_fused.py` checks
-a step against the autograd path and a whole run against it). Its products are the layer's native
-kernels, so it is deterministic and its results do not depend on the thread count.
+(the loss and its gradient, the SGD update: a few ulp apart per step; `tests/test_fused.py` checks six
+steps against the autograd path). Its products are the layer's native kernels, so it is deterministic
+and its results do not depend on the thread count.
 
 It applies (`FusedMLP.reason` is None) to an `mlp` whose junctions are all SparseLinear layers with fixed
 fan-in and fan-out and a bias, float32 on the CPU (`predsparse.nn.stacked.native_mlp`), trained by the SGD
 `predsparse.train.make_optimizer` builds (no dampening or Nesterov), with no method changing its
 connections. Anything else trains on the autograd path. It gathers at every density: the layer's
-switch to dense blocks from density 0.35 (`DENSE_DISPATCH_DENSITY`) pays off only against the autograd
-path's gathers; measured on every Morse configuration of config/morse.yaml (densities up to 98 %), the
-fused step took 0.39-0.98 of the autograd step with its dense blocks (0.69 at fo (128, 8), where both
-gather). Nets larger than Morse's were not measured this way.
+switch to dense blocks from density 0.35 (`DENSE_DISPATCH_DENSITY`) pays off against the autograd path's
+gathers, not against this step: on the Morse configurations of config/morse.yaml (densities up to 98 %)
+`benchmarks/fused_step.py` measured it faster than the autograd step with its dense blocks, except at
+fo (16, 63) (junction 2 at 98 %: 0.94 and 1.45 of it in two runs). Larger nets were not measured.
 
 Momentum buffers live where torch's SGD keeps them, `optimizer.state[p]["momentum_buffer"]`, so a
 checkpoint written after fused steps resumes on either path.
