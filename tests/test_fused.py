@@ -134,3 +134,15 @@ def test_a_diverging_fused_epoch_raises():
     x, y = _data(samples=_CHECK_EVERY * 8)
     with pytest.raises(FloatingPointError, match=f"batch {_CHECK_EVERY} of"):
         train_epoch(model, optimizer, x, y, 8, torch.Generator().manual_seed(0), lambda *a: None)
+
+
+def test_labels_outside_the_outputs_are_refused_before_any_native_call():
+    model = _model()
+    x, y = _data()
+    for bad in (-1, 16):
+        labels = y.clone()
+        labels[3] = bad
+        with pytest.raises(ValueError, match=r"labels must lie in 0\.\.15"):
+            FusedMLP(model, capacity=128).evaluate(x, labels)
+        with pytest.raises(ValueError, match=r"labels must lie in 0\.\.15"):
+            train_epoch(model, _sgd(model), x, labels, 64, torch.Generator().manual_seed(0), lambda *a: None)

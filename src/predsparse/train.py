@@ -246,6 +246,7 @@ def _fused_epoch(fused: FusedMLP, x: torch.Tensor, y: torch.Tensor, order: torch
     fused Morse steps."""
     n = len(x)
     batches = math.ceil(n / batch_size)
+    fused.check_labels(y)
     loss_sum, correct = 0.0, 0
     paused = gc.isenabled()
     gc.disable()

@@ -1,4 +1,4 @@
-"""Training several runs in one process: a group of runs that share a net, stacked into one step.
+"""Training several runs in one process: a group of runs that share a net.
 
 `train_group(specs, out_dirs)` trains runs that differ only in pattern, seed, study and name (same
 dataset file, model, net, fan-outs and hyper-parameters: `RunSpec.group_key`). Runs that the fused step
@@ -34,10 +34,11 @@ from predsparse import rundir
 from predsparse.data import load_arrays
 from predsparse.errors import ConfigError, TrainingError
 from predsparse.nn import native
+from predsparse.nn.fused import FusedMLP
 from predsparse.nn.stacked import StackedConnectedLayers, stackable
 from predsparse.spec import GROUP_FREE_KEYS, RunSpec
-from predsparse.nn.fused import FusedMLP
-from predsparse.train import _CHECK_EVERY, RunState, evaluate, load_data, make_optimizer, resolve_device, train_run
+from predsparse.train import (_CHECK_EVERY, RunState, evaluate, load_data, make_optimizer, resolve_device,
+                              train_run)
 
 
 def _member(spec: RunSpec, out_dir: Path, device: torch.device, track: bool, arrays: dict) -> RunState:

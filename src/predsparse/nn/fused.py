@@ -105,7 +105,8 @@ class FusedMLP:
         widths = [self.junctions[0].in_features] + [j.out_features for j in self.junctions]
         new = self.junctions[0].weight.new_empty
         self.act0 = new(widths[0] * capacity)
-        self.grads = [new(max(widths) * capacity) for _ in range(2)]
+        # grads[1] also holds the loss's 4 per-sample values before the backward pass writes it
+        self.grads = [new(max(*widths, 4) * capacity) for _ in range(2)]
         self._keep = []
         rows = []
         for i, j in enumerate(self.junctions):
@@ -140,6 +141,13 @@ class FusedMLP:
             self.first = False
         return loss_sum, correct
 
+    def check_labels(self, y: torch.Tensor) -> None:
+        """The native loss indexes the logits by label: every label must be an output (as cross_entropy
+        requires; it raises on others, the native code would read out of bounds)."""
+        outputs = self.junctions[-1].out_features
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= outputs):
+            raise ValueError(f"FusedMLP: labels must lie in 0..{outputs - 1}, got {int(y.min())}..{int(y.max())}")
+
     def step(self, x: torch.Tensor, y: torch.Tensor, picks: torch.Tensor) -> tuple[float, int]:
         """One SGD step on the samples `picks` (int64) of (x, y); returns the batch's summed loss and its
         number of correct predictions, as of before the update."""
@@ -147,6 +155,7 @@ class FusedMLP:
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         """Summed loss and correct predictions over all of (x, y), in batches of `capacity`."""
+        self.check_labels(y)
         loss_sum, correct = 0.0, 0
         for start in range(0, len(x), self.capacity):
             part_loss, part_correct = self._call(x, y, min(self.capacity, len(x) - start), start, None, False)

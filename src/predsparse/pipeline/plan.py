@@ -282,9 +282,9 @@ class Plan:
 
     @functools.cached_property
     def priorities(self) -> dict[str, int]:
-        """Each training job's Snakemake priority: its rank by `RunGroup.work`, the largest highest, so a
-        few cores start the longest jobs first and the last jobs to finish are short ones (the Morse
-        preset's 8-run job, started last by the default order, ended 8 minutes after the others)."""
+        """Each training job's Snakemake priority: its rank by `RunGroup.work`, the largest highest, so
+        that among the jobs ready to start, a few cores take the longest first and short ones finish the
+        run (without it, the Morse preset once started its 8-run job last)."""
         ranked = sorted(self.groups, key=lambda group: group.work)
         return {group.id: rank for rank, group in enumerate(ranked)}
 
