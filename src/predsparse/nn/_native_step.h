@@ -61,7 +61,7 @@ static void step_forward(const Step *s) {
 
 /* exp(x) for x <= 0 (a logit minus its sample's maximum), within 2 ulp: x = n ln 2 + r with |r| <= ln2 / 2,
  * a degree-6 polynomial for exp(r), times 2^n built in the exponent bits. Plain arithmetic, so the loops
- * that call it vectorise (libm's expf does not, and took a quarter of the step's time in the loss). */
+ * that call it vectorise (libm's expf does not: it took 9 % of a profile's samples of fused steps). */
 static inline float exp_nonpositive(float x) {
     x = x < -87.0f ? -87.0f : x; /* below, exp underflows to 0 in the sum anyway; keeps 2^n normal */
     const float n = __builtin_roundf(x * 1.44269504088896341f);
