@@ -3,6 +3,9 @@
  *   gather_reduce   out[r, i, b] = sum_k coef[r, i, k] * src[r, index[r, i, k], b]  (+ bias[r, i])
  *   connection_dots out[r, i, k] (+)= sum_b a[r, i, b] * src[r, index[r, i, k], b]  (row_sums[r, i] = sum_b a)
  *
+ * and, built on them, mlp_step: a whole SGD step (or evaluation batch) of an MLP in one call
+ * (_native_step.h; predsparse.nn.fused drives it).
+ *
  * Fused options, each saving a pass over an (N, B) activation: src read through a ReLU (the previous
  * layer's activation), a bias added, the output zeroed where a mask (the ReLU's input) is <= 0 (the
  * ReLU's gradient), the bias gradient summed while a row of the output gradient is read anyway.
@@ -189,10 +192,10 @@ static PyObject *py_mlp_step(PyObject *self, PyObject *args) {
     Step s = {0};
     int train, first;
     float lr, momentum, decay_weight, decay_bias;
-    if (!PyArg_ParseTuple(args, "O&nnnO&nnO&O&O&O&O&iffffii", as_pointer, &s.j, &s.layers, &s.batch, &s.classes, as_pointer, &s.x,
-                          &s.x_ld, &s.start, as_pointer, &s.picks, as_pointer, &s.labels, as_pointer, &s.act0,
-                          as_pointer, &s.grad[0], as_pointer, &s.grad[1], &train, &lr, &momentum, &decay_weight,
-                          &decay_bias, &first, &s.threads))
+    if (!PyArg_ParseTuple(args, "O&nnnO&nnO&O&O&O&O&iffffii", as_pointer, &s.j, &s.layers, &s.batch, &s.classes,
+                          as_pointer, &s.x, &s.x_ld, &s.start, as_pointer, &s.picks, as_pointer, &s.labels,
+                          as_pointer, &s.act0, as_pointer, &s.grad[0], as_pointer, &s.grad[1], &train, &lr,
+                          &momentum, &decay_weight, &decay_bias, &first, &s.threads))
         return NULL;
     int64_t correct = 0;
     double total;
@@ -214,8 +217,9 @@ static PyMethodDef methods[] = {
      "index_stride_r, out_stride_r, row_sums, row_sums_stride_r, relu_src, accumulate, threads): raw pointers "
      "(0: none) and sizes; see predsparse.nn.native."},
     {"mlp_step", py_mlp_step, METH_VARARGS,
-     "mlp_step(junctions, layers, batch, classes, x, x_ld, start, picks, labels, act0, grad0, grad1, train, lr, momentum, "
-     "decay_weight, decay_bias, first, threads) -> (loss sum, correct): a fused MLP step; see predsparse.nn.fused."},
+     "mlp_step(junctions, layers, batch, classes, x, x_ld, start, picks, labels, act0, grad0, grad1, train, lr, "
+     "momentum, decay_weight, decay_bias, first, threads) -> (loss sum, correct): a fused MLP step; see "
+     "predsparse.nn.fused."},
     {NULL, NULL, 0, NULL},
 };
 
