@@ -146,3 +146,10 @@ def test_labels_outside_the_outputs_are_refused_before_any_native_call():
             FusedMLP(model, capacity=128).evaluate(x, labels)
         with pytest.raises(ValueError, match=r"labels must lie in 0\.\.15"):
             train_epoch(model, _sgd(model), x, labels, 64, torch.Generator().manual_seed(0), lambda *a: None)
+
+
+def test_samples_of_another_width_are_refused_before_any_native_call():
+    model = _model()
+    x, y = _data(features=32)
+    with pytest.raises(ValueError, match="samples have 32 values, the net takes 64"):
+        FusedMLP(model, _sgd(model), capacity=64).step(x, y, torch.arange(64))

@@ -131,6 +131,9 @@ class FusedMLP:
         rows = x.reshape(len(x), -1)
         if rows.stride(-1) != 1 or rows.dtype != torch.float32 or y.dtype != torch.int64:
             raise ValueError("FusedMLP: inputs must be float32 with contiguous samples, labels int64")
+        if rows.shape[1] != self.junctions[0].in_features:  # the native gather reads that many per sample
+            raise ValueError(f"FusedMLP: samples have {rows.shape[1]} values, the net takes "
+                             f"{self.junctions[0].in_features}")
         with torch.no_grad():
             loss_sum, correct = native.mlp_step(
                 self.table, len(self.junctions), batch, self.classes, rows, rows.stride(0), start, picks, y,
@@ -164,8 +167,5 @@ class FusedMLP:
 
 
 def _address(value) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, torch.Tensor):
-        return value.data_ptr()
-    return int(value)
+    """A junction table entry: a size as it is, a tensor (or None) as native passes its address."""
+    return value if isinstance(value, int) else native._pointer(value)
