@@ -19,7 +19,7 @@ connections. Anything else trains on the autograd path. It gathers at every dens
 switch to dense blocks from density 0.35 (`DENSE_DISPATCH_DENSITY`) pays off against the autograd path's
 gathers, not against this step: on the Morse configurations of config/morse.yaml (densities up to 98 %)
 `benchmarks/fused_step.py` measured it faster than the autograd step with its dense blocks, except at
-fo (16, 63) (junction 2 at 98 %: 0.94 and 1.45 of it in two runs). Larger nets were not measured.
+fo (16, 63) (junction 2 at 98 %: 0.94, 1.45 and 1.70 of it in three runs). Larger nets were not measured.
 
 Momentum buffers live where torch's SGD keeps them, `optimizer.state[p]["momentum_buffer"]`, so a
 checkpoint written after fused steps resumes on either path.
