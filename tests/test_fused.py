@@ -42,11 +42,17 @@ def _data(samples=600, features=64, classes=16, seed=1):
     return torch.randn(samples, features, generator=generator), torch.randint(0, classes, (samples,), generator=generator)
 
 
-# 37: the kernels' batch tails; fo (64, 48, 8): every junction at 50 %, where the autograd path runs dense blocks
-@pytest.mark.parametrize("batch, momentum, fanouts", [(64, 0.9, (32, 24, 4)), (37, 0.9, (32, 24, 4)),
-                                                      (64, 0.0, (32, 24, 4)), (64, 0.9, (64, 48, 8))])
-def test_a_fused_step_is_the_autograd_step_and_sgd(batch, momentum, fanouts):
-    model = _model(fanouts=fanouts)
+# 37: the kernels' batch tails; fo (64, 48, 8): every junction at 50 %, where the autograd path runs dense blocks.
+# The last two junctions run as one pass (_native_step.h): a net of one hidden layer is only that pass, one of
+# two also runs a layered junction below it; fo (32, 12) on (64, 128, 16) gives that pass fan-in 16 and fan-out
+# 12, more than one group of connections on each side.
+@pytest.mark.parametrize("batch, momentum, net, fanouts", [
+    (64, 0.9, (64, 128, 96, 16), (32, 24, 4)), (37, 0.9, (64, 128, 96, 16), (32, 24, 4)),
+    (64, 0.0, (64, 128, 96, 16), (32, 24, 4)), (64, 0.9, (64, 128, 96, 16), (64, 48, 8)),
+    (64, 0.9, (64, 128, 16), (32, 12)), (37, 0.9, (64, 128, 16), (32, 12)), (64, 0.9, (64, 128, 16), (4, 1)),
+    (37, 0.9, (64, 16), (8,))])
+def test_a_fused_step_is_the_autograd_step_and_sgd(batch, momentum, net, fanouts):
+    model = _model(net=net, fanouts=fanouts)
     twin = copy.deepcopy(model)
     ours, theirs = _sgd(model, momentum=momentum), _sgd(twin, momentum=momentum)
     x, y = _data()

@@ -62,6 +62,23 @@ typedef void (*Worker)(const Problem *, Py_ssize_t, Py_ssize_t);
 
 #define DOTS 8 /* connections per pass of connection_dots over a row of a */
 
+/* Rows split evenly over the threads; each output row is one thread's. */
+static void run_parallel(Worker worker, const Problem *p, int threads) {
+    const Py_ssize_t total = p->layers * p->rows;
+#ifdef _OPENMP
+    if (threads > 1 && total > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            const Py_ssize_t n = omp_get_num_threads(), t = omp_get_thread_num();
+            worker(p, total * t / n, total * (t + 1) / n);
+        }
+        return;
+    }
+#endif
+    (void)threads;
+    worker(p, 0, total);
+}
+
 /* One copy of the loops per instruction set (_native_kernels.h), the best one the CPU has chosen at import. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -104,7 +121,10 @@ typedef void (*Worker)(const Problem *, Py_ssize_t, Py_ssize_t);
 #pragma GCC pop_options
 #endif
 
+typedef double (*StepRunner)(const Step *, int, float, float, float, float, int, int64_t *);
+
 static Worker gather_rows = gather_rows_base, dots_rows = dots_rows_base, transpose_rows = transpose_rows_base;
+static StepRunner run_step = run_step_base;
 static const char *isa = "baseline";
 
 static void choose_isa(void) {
@@ -112,29 +132,14 @@ static void choose_isa(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) {
         gather_rows = gather_rows_avx512, dots_rows = dots_rows_avx512, transpose_rows = transpose_rows_avx512;
+        run_step = run_step_avx512;
         isa = "avx512f";
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         gather_rows = gather_rows_avx2, dots_rows = dots_rows_avx2, transpose_rows = transpose_rows_avx2;
+        run_step = run_step_avx2;
         isa = "avx2+fma";
     }
 #endif
-}
-
-/* Rows split evenly over the threads; each output row is one thread's. */
-static void run_parallel(Worker worker, const Problem *p, int threads) {
-    const Py_ssize_t total = p->layers * p->rows;
-#ifdef _OPENMP
-    if (threads > 1 && total > 1) {
-#pragma omp parallel num_threads(threads)
-        {
-            const Py_ssize_t n = omp_get_num_threads(), t = omp_get_thread_num();
-            worker(p, total * t / n, total * (t + 1) / n);
-        }
-        return;
-    }
-#endif
-    (void)threads;
-    worker(p, 0, total);
 }
 
 /* "O&" converter: a raw pointer passed from Python as an int (tensor.data_ptr(); 0 for none). */
@@ -186,13 +191,11 @@ static PyObject *py_transpose(PyObject *self, PyObject *args) {
     return run_released(transpose_rows, &p, threads);
 }
 
-#include "_native_step.h"
-
 static PyObject *py_mlp_step(PyObject *self, PyObject *args) {
     Step s = {0};
     int train, first;
     float lr, momentum, decay_weight, decay_bias;
-    if (!PyArg_ParseTuple(args, "O&nnnO&nnO&O&O&O&O&iffffii", as_pointer, &s.j, &s.layers, &s.batch, &s.classes,
+    if (!PyArg_ParseTuple(args, "O&nnnnO&nnO&O&O&O&O&iffffii", as_pointer, &s.j, &s.layers, &s.batch, &s.ld, &s.classes,
                           as_pointer, &s.x, &s.x_ld, &s.start, as_pointer, &s.picks, as_pointer, &s.labels,
                           as_pointer, &s.act0, as_pointer, &s.grad[0], as_pointer, &s.grad[1], &train, &lr,
                           &momentum, &decay_weight, &decay_bias, &first, &s.threads))
@@ -217,7 +220,7 @@ static PyMethodDef methods[] = {
      "index_stride_r, out_stride_r, row_sums, row_sums_stride_r, relu_src, accumulate, threads): raw pointers "
      "(0: none) and sizes; see predsparse.nn.native."},
     {"mlp_step", py_mlp_step, METH_VARARGS,
-     "mlp_step(junctions, layers, batch, classes, x, x_ld, start, picks, labels, act0, grad0, grad1, train, lr, "
+     "mlp_step(junctions, layers, batch, ld, classes, x, x_ld, start, picks, labels, act0, grad0, grad1, train, lr, "
      "momentum, decay_weight, decay_bias, first, threads) -> (loss sum, correct): a fused MLP step; see "
      "predsparse.nn.fused."},
     {NULL, NULL, 0, NULL},

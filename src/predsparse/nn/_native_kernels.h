@@ -179,5 +179,8 @@ static void CAT(transpose_rows, ISA)(const Problem *p, Py_ssize_t begin, Py_ssiz
     }
 }
 
+/* The fused step, on this set's loops. */
+#include "_native_step.h"
+
 #undef VEC
 #undef VI
