@@ -127,19 +127,37 @@ static Worker gather_rows = gather_rows_base, dots_rows = dots_rows_base, transp
 static StepRunner run_step = run_step_base;
 static const char *isa = "baseline";
 
-static void choose_isa(void) {
+/* Point the workers at one instruction set's loops ("avx512f", "avx2+fma" or "baseline"): 1, or 0 if the CPU
+ * lacks that set or the name is none of them (nothing changes then). */
+static int select_isa(const char *name) {
+    if (strcmp(name, "baseline") == 0) {
+        gather_rows = gather_rows_base, dots_rows = dots_rows_base, transpose_rows = transpose_rows_base;
+        run_step = run_step_base;
+        isa = "baseline";
+        return 1;
+    }
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
+    if (strcmp(name, "avx512f") == 0 && __builtin_cpu_supports("avx512f")) {
         gather_rows = gather_rows_avx512, dots_rows = dots_rows_avx512, transpose_rows = transpose_rows_avx512;
         run_step = run_step_avx512;
         isa = "avx512f";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        return 1;
+    }
+    if (strcmp(name, "avx2+fma") == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         gather_rows = gather_rows_avx2, dots_rows = dots_rows_avx2, transpose_rows = transpose_rows_avx2;
         run_step = run_step_avx2;
         isa = "avx2+fma";
+        return 1;
     }
 #endif
+    return 0;
+}
+
+/* The best set the CPU has. */
+static void choose_isa(void) {
+    if (!select_isa("avx512f") && !select_isa("avx2+fma"))
+        select_isa("baseline");
 }
 
 /* "O&" converter: a raw pointer passed from Python as an int (tensor.data_ptr(); 0 for none). */
@@ -191,6 +209,16 @@ static PyObject *py_transpose(PyObject *self, PyObject *args) {
     return run_released(transpose_rows, &p, threads);
 }
 
+static PyObject *py_use_isa(PyObject *self, PyObject *args) {
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name))
+        return NULL;
+    const int done = select_isa(name);
+    if (done && PyModule_AddStringConstant(self, "ISA", isa) < 0)
+        return NULL;
+    return PyBool_FromLong(done);
+}
+
 static PyObject *py_mlp_step(PyObject *self, PyObject *args) {
     Step s = {0};
     int train, first;
@@ -209,6 +237,9 @@ static PyObject *py_mlp_step(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
+    {"use_isa", py_use_isa, METH_VARARGS,
+     "use_isa(name) -> bool: run the loops of instruction set `name` (avx512f, avx2+fma, baseline) from now on; "
+     "False (and no change) if the CPU lacks it."},
     {"transpose", py_transpose, METH_VARARGS,
      "transpose(out, src, rows, cols, src_ld, out_ld, threads): out (cols, rows) = src (rows, cols)^T."},
     {"gather_reduce", py_gather_reduce, METH_VARARGS,

@@ -279,6 +279,9 @@ static inline float CAT(lane_sum, ISA)(VEC v, float tail) {
 }
 
 #define PAIR_GROUP 8 /* connections whose dot products one pass over the batch accumulates, as DOTS */
+/* ... and in the passes over further fan-out connections, which hold only those accumulators: as many as
+ * AVX-512's 32 registers keep (16 vectors of 16 floats); 8 in the 16 registers of the other sets. */
+#define PAIR_LATER (VL >= 16 ? 16 : 8)
 
 /* Hidden neurons [h0, h1) of the last two junctions' backward pass, one neuron at a time over the whole
  * batch: its gradient gh (the fan-out gather of grad_out, masked by its ReLU), the dot products of its
@@ -342,18 +345,20 @@ static void CAT(pair_backward_rows, ISA)(const Step *s, const float *grad_out, f
         for (int k = 0; k < nk; k++) da[h * fi + k] = CAT(lane_sum, ISA)(vk[k], tk[k]);
         dbias[h] = CAT(lane_sum, ISA)(vsum, tsum);
         /* Further groups of fan-out connections (the ReLU of h with grad_out rows), then of fan-in ones. */
-        for (Py_ssize_t q0 = PAIR_GROUP; q0 < fo; q0 += PAIR_GROUP) {
-            const int n = fo - q0 < PAIR_GROUP ? (int)(fo - q0) : PAIR_GROUP;
-            for (int q = 0; q < PAIR_GROUP; q++) g[q] = grad_out + (Py_ssize_t)rq[q0 + (q < n ? q : 0)] * ld;
-            for (int q = 0; q < PAIR_GROUP; q++) vq[q] = (VEC){0};
+        for (Py_ssize_t q0 = PAIR_GROUP; q0 < fo; q0 += PAIR_LATER) {
+            const int n = fo - q0 < PAIR_LATER ? (int)(fo - q0) : PAIR_LATER;
+            const float *gl[PAIR_LATER];
+            VEC vl[PAIR_LATER];
+            for (int q = 0; q < PAIR_LATER; q++) gl[q] = grad_out + (Py_ssize_t)rq[q0 + (q < n ? q : 0)] * ld;
+            for (int q = 0; q < PAIR_LATER; q++) vl[q] = (VEC){0};
             for (Py_ssize_t b = 0; b < tail0; b += VL) {
                 const VEC rv = CAT(relu, ISA)(CAT(load, ISA)(m + b));
-                for (int q = 0; q < PAIR_GROUP; q++) vq[q] += CAT(load, ISA)(g[q] + b) * rv;
+                for (int q = 0; q < PAIR_LATER; q++) vl[q] += CAT(load, ISA)(gl[q] + b) * rv;
             }
             for (int q = 0; q < n; q++) {
                 float tail = 0.0f;
-                for (Py_ssize_t t = tail0; t < batch; t++) tail += g[q][t] * relu_scalar(m[t]);
-                dz[position[h * fo + q0 + q]] = CAT(lane_sum, ISA)(vq[q], tail);
+                for (Py_ssize_t t = tail0; t < batch; t++) tail += gl[q][t] * relu_scalar(m[t]);
+                dz[position[h * fo + q0 + q]] = CAT(lane_sum, ISA)(vl[q], tail);
             }
         }
         for (Py_ssize_t k0 = PAIR_GROUP; k0 < fi; k0 += PAIR_GROUP) {

@@ -13,8 +13,15 @@ the native ones, why (no compiler at install time, a build for another Python, .
 from __future__ import annotations
 
 import importlib.util
+import os
+import warnings
 
 import torch
+
+# The instruction sets the kernels are compiled for, best first. PREDSPARSE_NATIVE_ISA=<one of them> runs a
+# lesser one than the CPU's best (the tests run every set the CPU has, since a CI machine has one best set).
+ISAS = ("avx512f", "avx2+fma", "baseline")
+ISA_VARIABLE = "PREDSPARSE_NATIVE_ISA"
 
 _HOW = "reinstall with a C compiler (`pip install -e .` runs gcc) for the fast CPU path"
 if importlib.util.find_spec("predsparse.nn._native") is None:  # the install found no compiler
@@ -27,6 +34,11 @@ else:
         _native = None
         STATUS = f"native CPU kernels not loadable ({exc}); using torch formulations; {_HOW}"
     else:
+        _wanted = os.environ.get(ISA_VARIABLE)
+        if _wanted and _wanted not in ISAS:
+            warnings.warn(f"{ISA_VARIABLE}={_wanted!r} is not one of {', '.join(ISAS)}; using {_native.ISA}")
+        elif _wanted and not _native.use_isa(_wanted):
+            warnings.warn(f"{ISA_VARIABLE}={_wanted!r}: this CPU lacks it; using {_native.ISA}")
         STATUS = f"native CPU kernels (predsparse.nn._native, {_native.ISA})"
 
 AVAILABLE = _native is not None
