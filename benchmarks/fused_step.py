@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from predsparse.allocator import keep_freed_memory
 from predsparse.io import atomic_write_csv
 from predsparse.nn import native
 from predsparse.nn.fused import FusedMLP
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     if not native.AVAILABLE:
         parser.error(native.STATUS)
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `predsparse train` does
     rows = []
     for fanouts in FANOUTS:
         for row in time_fanouts(fanouts, args.rounds, args.steps):

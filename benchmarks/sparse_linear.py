@@ -54,6 +54,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from predsparse.allocator import keep_freed_memory
 from predsparse.io import atomic_path, atomic_savefig
 from predsparse.nn import MaskedLinear, SparseLinear, functional, native
 from predsparse.patterns import generate_pattern, valid_fanouts
@@ -390,6 +391,7 @@ def main(argv=None) -> int:
         sys.stdout.write(markdown(pd.read_csv(args.markdown)))
         return 0
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    keep_freed_memory()  # as `predsparse train` does: no step pays page faults for its fresh buffers
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
     if args.memory_probe:
         configs = [tuple(c) for c in json.loads(args.memory_probe)]

@@ -40,6 +40,7 @@ import torch
 import predsparse.train as train
 import predsparse.train_group as train_group
 import predsparse.tracking as tracking
+from predsparse.allocator import keep_freed_memory
 from predsparse.defaults import HYPERPARAMETERS
 from predsparse.io import atomic_write_csv
 from predsparse.nn import fused, native
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `predsparse train` does
     if args.path == "torch":
         native.AVAILABLE = False
     elif not native.AVAILABLE:

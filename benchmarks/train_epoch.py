@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from predsparse.allocator import keep_freed_memory
 from predsparse.io import atomic_savefig, atomic_write_csv
 from predsparse.patterns import generate_pattern
 from predsparse.spec import RunSpec
@@ -67,6 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `predsparse train` does
     device = torch.device(args.device)
     x = torch.rand(args.samples, NET[0], device=device)
     y = torch.randint(0, NET[-1], (args.samples,), device=device)

@@ -46,7 +46,7 @@ from predsparse.provenance import git_commit, versions
 from predsparse.density import pattern_density
 from predsparse.io import atomic_path, atomic_savefig, atomic_write_json
 from predsparse.methods.controllers import Controller, make_controller
-from predsparse.nn.fused import FusedMLP
+from predsparse.nn.fused import EVAL_CAPACITY, FusedMLP
 from predsparse.nn.models import PatternNet, build_model, count_macs, count_parameters
 from predsparse.patterns import Pattern, load_pattern
 from predsparse.scatter import scatter_vector
@@ -102,7 +102,7 @@ def evaluate(model: PatternNet, x: torch.Tensor, y: torch.Tensor) -> tuple[float
     """Mean cross-entropy (over all outputs) and accuracy (over real classes) of `model` on (x, y)."""
     model.eval()
     if FusedMLP.reason(model) is None:  # the native forward and loss in one call per batch
-        loss_sum, correct = FusedMLP(model, capacity=EVAL_BATCH).evaluate(x, y)
+        loss_sum, correct = FusedMLP(model, capacity=EVAL_CAPACITY).evaluate(x, y)
         return loss_sum / len(x), correct / len(x)
     loss, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device, dtype=torch.long)
     for start in range(0, len(x), EVAL_BATCH):

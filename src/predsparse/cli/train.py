@@ -99,6 +99,9 @@ def run(args) -> int:
             for spec, out in zip(specs, outs or [None])]
     if len(set(dirs)) < len(dirs):
         raise ConfigError("two runs were given the same --out folder; each run needs its own")
+    from predsparse.allocator import keep_freed_memory
+
+    keep_freed_memory()  # steps reuse freed blocks instead of faulting fresh pages in (predsparse.allocator)
     if len(specs) == 1:
         from predsparse.train import train_run
 

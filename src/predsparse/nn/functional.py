@@ -308,9 +308,13 @@ class StackedSparseLinearFunction(torch.autograd.Function):
             grad_x_t = _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position,
                                           x_t if ctx.input_relu else None)
         if ctx.needs_input_grad[1]:
-            # Summed over quarters where the single layer keeps a row-major x: x does not outnumber the weights.
+            # Summed over quarters where the single layer keeps a row-major x and sums it so: the first
+            # junction (its input is the data batch) when x does not outnumber the weights. A later junction's
+            # input is the layer before's output, a transposed view, which the single layer sums whole
+            # (`_quarters`): quartering there too gave other sums at small batches (an epoch's last batch).
+            quarters = not ctx.input_relu and weight[0].numel() >= x_t[0].numel()
             grad_w, grad_b = _native_weight_grad(grad_y_t, x_t, fan_in_index, ctx.input_relu, True,
-                                                 quarters=weight[0].numel() >= x_t[0].numel())
+                                                 quarters=quarters)
         return grad_x_t, grad_w, grad_b, None, None, None, None
 
 

@@ -3,23 +3,28 @@
 A step of the autograd path (`SparseLinear` layers, `cross_entropy`, `backward`, `SGD.step`) spends as much
 time in Python, autograd and optimiser code as in its products: on the Morse net (64, 1024, 64) at
 fo (128, 8), batch 256, one thread, about 1.3 ms of a 2.1-3.0 ms step remained with the native products
-replaced by no-ops (`benchmarks/fused_step.py`). `FusedMLP.step` does the whole step in C (`_native_step.h`):
-it gathers the batch from the data set, runs every junction's forward with the layer's own native
-kernels, softmax cross-entropy over all outputs, every gradient, and torch.optim.SGD's update, in place.
+replaced by no-ops (`benchmarks/fused_step.py`, on a 2-core AMD EPYC). `FusedMLP.step` does the whole step
+in C (`_native_step.h`): it gathers the batch from the data set, runs the forward pass, softmax
+cross-entropy over all outputs, every gradient, and torch.optim.SGD's update, in place.
 
-It computes what the autograd path computes, summed in another order only where torch's own ops sum
-(the loss and its gradient, the SGD update: a few ulp apart per step; `tests/test_fused.py` checks six
-steps against the autograd path). Its products are the layer's native kernels, so it is deterministic
-and its results do not depend on the thread count.
+The last two junctions (the only two of the Morse net) run as one pass over their hidden neurons, forward
+and backward, so a hidden row is read once per pass where the layer's products read it fan-out times from
+L2; the junctions below run on the layer's own kernels (gather_rows, dots_rows). Every sum runs in the
+layer's order, except that an output of the last junction sums its connections in the order of their
+hidden neurons: the same order, bit for bit, when its fan-in row is sorted, as every generator's rows are.
+It computes what the autograd path computes, summed in another order only where torch's own ops sum (the
+loss and its gradient, the SGD update: a few ulp apart per step; `tests/test_fused.py` checks six steps
+against the autograd path). Its results do not depend on the thread count (the passes split rows or
+chunks of the batch whose sums are each computed whole by one thread).
 
 It applies (`FusedMLP.reason` is None) to an `mlp` whose junctions are all SparseLinear layers with fixed
 fan-in and fan-out and a bias, float32 on the CPU (`predsparse.nn.stacked.native_mlp`), trained by the SGD
 `predsparse.train.make_optimizer` builds (no dampening or Nesterov), with no method changing its
-connections. Anything else trains on the autograd path. It gathers at every density: the layer's
-switch to dense blocks from density 0.35 (`DENSE_DISPATCH_DENSITY`) pays off against the autograd path's
-gathers, not against this step: on the Morse configurations of config/morse.yaml (densities up to 98 %)
-`benchmarks/fused_step.py` measured it faster than the autograd step with its dense blocks, except at
-fo (16, 63) (junction 2 at 98 %: 0.94, 1.45 and 1.70 of it in three runs). Larger nets were not measured.
+connections. Anything else trains on the autograd path. It gathers at every density: the layer's switch to
+dense blocks from density 0.35 (`DENSE_DISPATCH_DENSITY`) pays off against the autograd path's gathers, not
+against this step, on the Morse configurations of config/morse.yaml (densities up to 98 %) but one:
+fo (16, 63), junction 2 at 98 %, where the two paths measured within noise of each other (the README's
+table from `benchmarks/fused_step.py`). Larger nets were not measured.
 
 Momentum buffers live where torch's SGD keeps them, `optimizer.state[p]["momentum_buffer"]`, so a
 checkpoint written after fused steps resumes on either path.
@@ -33,6 +38,9 @@ from predsparse.nn import native
 from predsparse.nn.stacked import native_mlp
 
 ENABLED = True  # False: every step on the autograd path (benchmarks/study.py --path autograd compares the two)
+# Samples per batch of a fused evaluation: at 1024 (the autograd path's EVAL_BATCH) the Morse net's hidden
+# activations (4 MB) leave L2; measured 44 ms vs 50-53 ms per 64,000 Morse samples at fo (128, 8).
+EVAL_CAPACITY = 256
 
 # The int64 fields of one junction, in the order of `Junction` in _native_step.h.
 JUNCTION_FIELDS = ("n_in", "n_out", "fan_in", "fan_out", "weight", "bias", "fan_in_index", "fan_out_right",
