@@ -1,8 +1,8 @@
-"""The native kernels and the fused step on every instruction set this CPU has, not only its best one.
+"""The native kernels, the fused step and stacked training on every instruction set this CPU has.
 
 _native.c compiles its loops three times (AVX-512, AVX2+FMA, baseline SSE2) and runs the best set the CPU
-has, so a test run on one machine checks one set. Here the kernel and fused-step tests run again in a child
-with PREDSPARSE_NATIVE_ISA set to each lesser set the CPU supports.
+has, so a test run on one machine checks one set. Here the kernel, fused-step and grouped-training tests
+run again in a child with PREDSPARSE_NATIVE_ISA set to each lesser set the CPU supports.
 """
 
 import os
