@@ -20,10 +20,12 @@ the method's, both from this run. The machine's limits are measured in the same 
 rate (an sgemm of the 4096x4096 step's shape) and its memory bandwidth (a 256 MiB copy). A step needs at
 least 6 B nnz FLOPs and 12 B (N_i + N_{i+1}) + 36 nnz bytes (x, y, both gradients; weights, indices and
 the weight gradient), so its limit is the larger of FLOPs / GEMM rate and bytes / bandwidth, and
-`share_of_limit` = limit / time. Peak extra memory of a step (everything it allocates beyond the layer
-and its input) is measured on the CPU in a child process whose malloc returns every freed block above
-64 KiB to the system, so the peak resident set size is exact; on CUDA it is the peak of torch's
-allocator. `--threads 1 --cpu-time` times by the process's CPU time, for a CPU shared with other jobs.
+`share_of_limit` = limit / time. Every method is timed in this process after
+`predsparse.allocator.keep_freed_memory()`, as `predsparse train` runs, so that no step faults its fresh
+buffers' pages in (that cost 0.4 ms of a 1.1 ms step in some processes). Peak extra memory of a
+step (everything it allocates beyond the layer and its input) is measured on the CPU in a child process
+whose malloc returns every freed block above 64 KiB to the system, so the peak resident set size is
+exact; on CUDA it is the peak of torch's allocator. `--threads 1 --cpu-time` times by the process's CPU time, for a CPU shared with other jobs.
 
 Writes results/benchmarks/sparse_linear[_sweep|_dispatch][_cuda_<dtype>].csv and .png and prints each
 target with the value reached; `--markdown CSV` prints the README's table of such a CSV.
@@ -391,7 +393,6 @@ def main(argv=None) -> int:
         sys.stdout.write(markdown(pd.read_csv(args.markdown)))
         return 0
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    keep_freed_memory()  # as `predsparse train` does: no step pays page faults for its fresh buffers
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
     if args.memory_probe:
         configs = [tuple(c) for c in json.loads(args.memory_probe)]
@@ -399,6 +400,9 @@ def main(argv=None) -> int:
         return 0
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU is available")
+    # Timing, as `predsparse train` trains: no step pays page faults for its fresh buffers (the memory
+    # probe above runs in a child whose malloc returns them instead, so that its peak is exact).
+    keep_freed_memory()
     if device.type == "cpu" and args.dtype != "float32":
         parser.error("--dtype bfloat16 needs --device cuda (the CPU path is float32/float64)")
     if args.threads:

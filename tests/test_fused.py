@@ -159,3 +159,24 @@ def test_samples_of_another_width_are_refused_before_any_native_call():
     x, y = _data(features=32)
     with pytest.raises(ValueError, match="samples have 32 values, the net takes 64"):
         FusedMLP(model, _sgd(model), capacity=64).step(x, y, torch.arange(64))
+
+
+def test_the_fused_step_flushes_denormals_and_leaves_the_thread_as_it_was():
+    """Its hidden activations, a denormal bias (1e-39) on zero weights, read as zero: every logit is 0 and the
+    loss ln(classes); the autograd path keeps them (class 0's logit 1e-39 x 1e38 x fan-in). Afterwards torch
+    on this thread keeps denormals again."""
+    model = _model(net=(64, 128, 16), fanouts=(4, 1))
+    first, last = model.junctions()
+    with torch.no_grad():
+        first.weight.zero_()
+        first.bias.fill_(1e-39)
+        last.weight.zero_()
+        last.weight[0] = 1e38
+        last.bias.zero_()
+    x, y = _data(samples=64)
+    loss, _ = FusedMLP(model, capacity=64).evaluate(x, y)
+    assert loss == pytest.approx(64 * math.log(16), rel=1e-6)
+    with torch.no_grad():
+        kept = torch.nn.functional.cross_entropy(model(x), y, reduction="sum").item()
+    assert abs(kept - loss) > 0.5  # class 0's logit 0.8 there
+    assert (torch.tensor([1e-39]) * 1.0).item() != 0.0

@@ -32,6 +32,7 @@ typedef struct {
     const int64_t *labels;
     float *act0, *grad[2]; /* the batch's inputs (n_0, batch); two gradients of (n, batch), used in turn */
     int threads;
+    unsigned csr; /* the calling thread's MXCSR state before the step (see flush_denormals) */
 } Step;
 static inline Py_ssize_t step_sample(const Step *s, Py_ssize_t b) { return s->picks ? s->picks[b] : s->start + b; }
 #endif /* NATIVE_STEP_TYPES */
@@ -61,6 +62,7 @@ static void CAT(forward_junction, ISA)(const Step *s, Py_ssize_t l) {
     p.layers = 1, p.rows = j->n_out, p.fan = j->fan_in, p.batch = s->batch;
     p.src_ld = p.out_ld = s->ld;
     p.relu_src = l > 0;
+    p.flush = 1, p.csr = s->csr;
     run_parallel(CAT(gather_rows, ISA), &p, s->threads);
 }
 
@@ -163,7 +165,9 @@ static void CAT(step_forward, ISA)(const Step *s) {
 #pragma omp parallel num_threads(s->threads)
         {
             const Py_ssize_t n = omp_get_num_threads(), t = omp_get_thread_num();
+            flush_denormals();
             CAT(pair_forward_chunks, ISA)(s, chunks * t / n, chunks * (t + 1) / n);
+            restore_denormals(s->csr);
         }
         return;
     }
@@ -253,6 +257,7 @@ static void CAT(backward_weights, ISA)(const Step *s, const float *grad_out, Py_
     q.layers = 1, q.rows = j->n_out, q.fan = j->fan_in, q.batch = s->batch;
     q.a_ld = q.src_ld = s->ld;
     q.relu_src = l > 0;
+    q.flush = 1, q.csr = s->csr;
     run_parallel(CAT(dots_rows, ISA), &q, s->threads);
 }
 
@@ -268,6 +273,7 @@ static void CAT(backward_input, ISA)(const Step *s, const float *grad_out, float
     r.mask = PTR(const float, s->j[l - 1].act);
     r.layers = 1, r.rows = j->n_in, r.fan = j->fan_out, r.batch = s->batch;
     r.src_ld = r.out_ld = r.mask_ld = s->ld;
+    r.flush = 1, r.csr = s->csr;
     run_parallel(CAT(gather_rows, ISA), &r, s->threads);
 }
 
@@ -408,7 +414,9 @@ static void CAT(step_backward, ISA)(const Step *s) {
 #pragma omp parallel num_threads(s->threads)
             {
                 const Py_ssize_t n = omp_get_num_threads(), t = omp_get_thread_num();
+                flush_denormals();
                 CAT(pair_backward_rows, ISA)(s, s->grad[0], s->grad[1], rows * t / n, rows * (t + 1) / n);
+                restore_denormals(s->csr);
             }
         } else
 #endif

@@ -23,8 +23,9 @@ fan-in and fan-out and a bias, float32 on the CPU (`predsparse.nn.stacked.native
 connections. Anything else trains on the autograd path. It gathers at every density: the layer's switch to
 dense blocks from density 0.35 (`DENSE_DISPATCH_DENSITY`) pays off against the autograd path's gathers, not
 against this step, on the Morse configurations of config/morse.yaml (densities up to 98 %) but one:
-fo (16, 63), junction 2 at 98 %, where the two paths measured within noise of each other (the README's
-table from `benchmarks/fused_step.py`). Larger nets were not measured.
+fo (16, 63), junction 2 at 98 %, where the fused step measured 1.15x the autograd step's time (the
+README's table from `benchmarks/fused_step.py`; one run of the preset, some 12 s). Larger nets were not
+measured.
 
 Momentum buffers live where torch's SGD keeps them, `optimizer.state[p]["momentum_buffer"]`, so a
 checkpoint written after fused steps resumes on either path.
