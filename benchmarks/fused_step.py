@@ -10,14 +10,17 @@ milliseconds per step):
 - `autograd_no_products` (fo (128, 8) only): the autograd step with the native products replaced by
   no-ops, i.e. what the step costs besides its arithmetic.
 
-Writes results/benchmarks/fused_step.csv (and prints it). Run it on a quiet machine.
+Writes results/benchmarks/fused_step.csv (and prints it). Run it on a quiet machine. `--markdown CSV` prints
+the README's table of such a CSV.
 
-    python benchmarks/fused_step.py
+    python benchmarks/fused_step.py --rounds 5
+    python benchmarks/fused_step.py --markdown benchmarks/measured/fused_step_cpu.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 from pathlib import Path
@@ -100,13 +103,39 @@ def time_fanouts(fanouts, rounds: int, steps: int, batch: int = 256) -> list[dic
             for method, ms in times.items()]
 
 
+def markdown(rows: list[dict]) -> str:
+    """The README's table of a CSV of this benchmark: per fan-out pair, both steps and their ratio."""
+    by_pair: dict[str, dict] = {}
+    for row in rows:
+        by_pair.setdefault(row["fanouts"], {"row": row})[row["method"]] = float(row["ms_per_step"])
+    lines = ["| fo | densities | autograd ms | fused ms | fused / autograd |", "|---|---|---|---|---|"]
+    for pair, times in by_pair.items():
+        row = times["row"]
+        densities = f"{float(row['density_1']) * 100:.3g} / {float(row['density_2']) * 100:.3g} %"
+        lines.append(f"| ({pair.replace('-', ', ')}) | {densities} | {times['autograd']:.3f} | {times['fused']:.3f} | "
+                     f"{times['fused'] / times['autograd']:.2f} |")
+    no_products = [t["autograd_no_products"] for t in by_pair.values() if "autograd_no_products" in t]
+    if no_products:
+        lines.append("")
+        lines.append(f"The autograd step at fo (128, 8) with its products replaced by no-ops: {no_products[0]:.3f} ms.")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", type=Path, metavar="CSV",
+                        help="print the README's table of a CSV of this benchmark and exit")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
+    if args.markdown:
+        if not args.markdown.is_file():
+            parser.error(f"--markdown {args.markdown}: no such file; run the benchmark first")
+        with args.markdown.open(newline="") as handle:
+            sys.stdout.write(markdown(list(csv.DictReader(handle))))
+        return 0
     if not native.AVAILABLE:
         parser.error(native.STATUS)
     torch.set_num_threads(args.threads)

@@ -25,7 +25,8 @@ the weight gradient), so its limit is the larger of FLOPs / GEMM rate and bytes 
 buffers' pages in (that cost 0.4 ms of a 1.1 ms step in some processes). Peak extra memory of a
 step (everything it allocates beyond the layer and its input) is measured on the CPU in a child process
 whose malloc returns every freed block above 64 KiB to the system, so the peak resident set size is
-exact; on CUDA it is the peak of torch's allocator. `--threads 1 --cpu-time` times by the process's CPU time, for a CPU shared with other jobs.
+exact; on CUDA it is the peak of torch's allocator. `--threads 1 --cpu-time` times by the process's CPU
+time, for a CPU shared with other jobs.
 
 Writes results/benchmarks/sparse_linear[_sweep|_dispatch][_cuda_<dtype>].csv and .png and prints each
 target with the value reached; `--markdown CSV` prints the README's table of such a CSV.

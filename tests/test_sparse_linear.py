@@ -424,3 +424,22 @@ def test_fused_step_benchmark_times_both_paths_and_the_overhead():
     assert all(r["ms_per_step"] > 0 for r in rows) and rows[1]["fused_vs_autograd"] > 0
     assert (rows[0]["density_1"], rows[0]["density_2"]) == (0.125, 0.125)
     assert native.AVAILABLE and native._native.ISA != "none"  # the real kernels are back
+
+
+def test_readme_fused_step_table_is_the_committed_benchmark_csv():
+    """As the speed table: the README's fused-step table is benchmarks/fused_step.py's --markdown of its CSV."""
+    import csv
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_fused_step_table", repo / "benchmarks/fused_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with (repo / "benchmarks/measured/fused_step_cpu.csv").open(newline="") as handle:
+        table = bench.markdown(list(csv.DictReader(handle)))
+    assert "| (128, 8) | 12.5 / 12.5 % |" in table
+    readme = (repo / "README.md").read_text()
+    start = readme.index("<!-- fused step table:")
+    block = readme[readme.index("\n", start) + 1:readme.index("<!-- end of fused step table -->")]
+    assert block == table

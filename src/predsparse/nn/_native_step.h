@@ -1,10 +1,12 @@
 /* A whole training step (or an evaluation pass) of an MLP of fixed fan-in / fixed fan-out junctions in one
- * native call, included by _native_kernels.h once per instruction set, so that its element-wise loops
- * (the batch gather, the loss, the SGD update) run at the set's width too: the batch gathered from the data set, every
- * junction's forward, softmax cross-entropy, every gradient and the SGD update, with no Python, autograd
- * or optimiser code between them. predsparse.nn.fused drives it; its docstring says when it applies and
- * what it computes. The products are the workers of the layer (gather_rows, dots_rows), so every output
- * is summed in the same order as by SparseLinear's native backend, whatever the thread count.
+ * native call: the batch gathered from the data set, every junction's forward, softmax cross-entropy,
+ * every gradient and the SGD update, with no Python, autograd or optimiser code between them.
+ * predsparse.nn.fused drives it; its docstring says when it applies and what it computes. Included by
+ * _native_kernels.h once per instruction set, so that its element-wise loops (the batch gather, the loss,
+ * the SGD update) run at the set's width too. The junctions below the last two run on the layer's workers
+ * (gather_rows, dots_rows); the last two run as one pass over their hidden neurons (pair_*), summing in
+ * the workers' order but for one case that its comment names. Every sum is computed whole by one thread,
+ * so no result depends on the thread count.
  */
 #ifndef NATIVE_STEP_TYPES
 #define NATIVE_STEP_TYPES
@@ -15,7 +17,7 @@ typedef struct {
     int64_t n_in, n_out, fan_in, fan_out;
     int64_t weight, bias, fan_in_index, fan_out_right, fan_out_position;
     int64_t weight_buf, bias_buf; /* SGD momentum buffers (0 without momentum) */
-    int64_t act;                  /* its output, (n_out, batch), rows ld apart: the next junction's input before its ReLU */
+    int64_t act;                  /* its output, (n_out, batch) rows ld apart: the next junction's input */
     int64_t grad_weight, grad_bias, weight_t; /* workspace: gradients, weights in fan-out order */
 } Junction;
 
@@ -328,7 +330,8 @@ static void CAT(pair_backward_rows, ISA)(const Step *s, const float *grad_out, f
                 if (q < nq) acc += wq[q] * gv;
                 vq[q] += gv * rv;
             }
-            for (Py_ssize_t q = PAIR_GROUP; q < fo; q++) acc += wq[q] * CAT(load, ISA)(grad_out + (Py_ssize_t)rq[q] * ld + b);
+            for (Py_ssize_t q = PAIR_GROUP; q < fo; q++)
+                acc += wq[q] * CAT(load, ISA)(grad_out + (Py_ssize_t)rq[q] * ld + b);
             acc = CAT(masked, ISA)(acc, mv);
             memcpy(gh + b, &acc, sizeof acc);
             vsum += acc;
@@ -436,8 +439,8 @@ static void CAT(step_backward, ISA)(const Step *s) {
 
 /* torch.optim.SGD's update (dampening 0, no Nesterov): d = g + decay p; buf = d on the first step, else
  * momentum buf + d; p -= lr buf (p -= lr d without momentum). */
-static void CAT(sgd_update, ISA)(float *p, const float *g, float *buf, Py_ssize_t n, float lr, float momentum, float decay,
-                       int first) {
+static void CAT(sgd_update, ISA)(float *p, const float *g, float *buf, Py_ssize_t n, float lr, float momentum,
+                                 float decay, int first) {
     for (Py_ssize_t e = 0; e < n; e++) {
         float d = decay != 0.0f ? g[e] + decay * p[e] : g[e];
         if (buf) {
@@ -449,8 +452,8 @@ static void CAT(sgd_update, ISA)(float *p, const float *g, float *buf, Py_ssize_
 }
 
 /* One step: forward, loss, backward, update. Returns the sum of the batch's sample losses. */
-static double CAT(run_step, ISA)(const Step *s, int train, float lr, float momentum, float decay_weight, float decay_bias,
-                       int first, int64_t *correct) {
+static double CAT(run_step, ISA)(const Step *s, int train, float lr, float momentum, float decay_weight,
+                                 float decay_bias, int first, int64_t *correct) {
     for (Py_ssize_t l = 1; l < s->layers; l++) { /* the weights in fan-out order, for the fan-out products */
         const Junction *j = s->j + l;
         const float *w = PTR(const float, j->weight);
