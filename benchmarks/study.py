@@ -110,7 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as `predsparse train` does
+    keep_freed_memory()  # as `predsparse train` does, and:
+    torch.set_flush_denormal(True)
     if args.path == "torch":
         native.AVAILABLE = False
     elif not native.AVAILABLE:

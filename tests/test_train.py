@@ -167,6 +167,25 @@ def test_dataset_that_does_not_fit_the_model(inputs, tmp_path):
         train_run(make_spec(inputs, data=str(data)), tmp_path / "run", track=False)
 
 
+def test_cli_training_flushes_denormals_and_sets_them_back(inputs, tmp_path, monkeypatch):
+    """`predsparse train` trains with denormals flushed to zero (a denormal times 1 is 0 there) and leaves
+    the calling thread as torch's default after (a caller running the CLI in its own process)."""
+    import predsparse.train as train
+
+    seen = []
+    real = train.train_run
+
+    def spy(*args, **kwargs):
+        seen.append((torch.tensor([1e-39]) * 1.0).item())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_run", spy)
+    assert main(["train", "--dataset", "morse", "--data", str(inputs["data"]), "--pattern", str(inputs["pattern"]),
+                 "--epochs", "1", "--device", "cpu", "--no-mlflow", "--out", str(tmp_path / "run")]) == 0
+    assert seen == [0.0]
+    assert (torch.tensor([1e-39]) * 1.0).item() != 0.0
+
+
 def test_cli_trains_from_flags_and_reports_bad_input(inputs, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     yaml_spec = tmp_path / "run.yaml"

@@ -99,17 +99,27 @@ def run(args) -> int:
             for spec, out in zip(specs, outs or [None])]
     if len(set(dirs)) < len(dirs):
         raise ConfigError("two runs were given the same --out folder; each run needs its own")
+    import torch
+
     from predsparse.allocator import keep_freed_memory
 
     keep_freed_memory()  # steps reuse freed blocks instead of faulting fresh pages in (predsparse.allocator)
-    if len(specs) == 1:
-        from predsparse.train import train_run
+    # Denormal numbers flushed to zero on this thread while it trains, as the fused step does on its own
+    # (_native.c's flush_denormals): a Morse run on the autograd path took 78.6 s with them and 66.0 s
+    # without (benchmarks/study.py --path autograd, 30 epochs), its smallest values becoming denormal as it
+    # trains. Set back to torch's default after, for a caller that runs the CLI in its own process.
+    torch.set_flush_denormal(True)
+    try:
+        if len(specs) == 1:
+            from predsparse.train import train_run
 
-        results = [train_run(specs[0], dirs[0], track=not args.no_mlflow)]
-    else:
-        from predsparse.train_group import train_group
+            results = [train_run(specs[0], dirs[0], track=not args.no_mlflow)]
+        else:
+            from predsparse.train_group import train_group
 
-        results = train_group(specs, dirs, track=not args.no_mlflow)
+            results = train_group(specs, dirs, track=not args.no_mlflow)
+    finally:
+        torch.set_flush_denormal(False)
     for spec, out, metrics in zip(specs, dirs, results):
         if args.json:
             json.dump(metrics, sys.stdout, indent=2, sort_keys=True)
