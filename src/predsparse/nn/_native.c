@@ -267,7 +267,7 @@ static PyObject *py_mlp_step(PyObject *self, PyObject *args) {
     int64_t correct = 0;
     double total;
     Py_BEGIN_ALLOW_THREADS
-    s.csr = flush_denormals(); /* the worker threads' own in each parallel pass */
+    s.csr = flush_denormals(); /* this thread's; a pool thread sets its own in each parallel pass */
     total = run_step(&s, train, lr, momentum, decay_weight, decay_bias, first, &correct);
     restore_denormals(s.csr);
     Py_END_ALLOW_THREADS

@@ -15,7 +15,9 @@ hidden neurons: the same order, bit for bit, when its fan-in row is sorted, as e
 It computes what the autograd path computes, summed in another order only where torch's own ops sum (the
 loss and its gradient, the SGD update: a few ulp apart per step; `tests/test_fused.py` checks six steps
 against the autograd path). Its results do not depend on the thread count (the passes split rows or
-chunks of the batch whose sums are each computed whole by one thread).
+chunks of the batch whose sums are each computed whole by one thread). Denormal numbers are flushed to
+zero while it runs, on every thread of the step, and the caller's setting is back after (`_native.c`,
+flush_denormals): without, a Morse run's epochs slowed from 0.6 s to 2.0 s over its 30 epochs.
 
 It applies (`FusedMLP.reason` is None) to an `mlp` whose junctions are all SparseLinear layers with fixed
 fan-in and fan-out and a bias, float32 on the CPU (`predsparse.nn.stacked.native_mlp`), trained by the SGD
@@ -23,9 +25,9 @@ fan-in and fan-out and a bias, float32 on the CPU (`predsparse.nn.stacked.native
 connections. Anything else trains on the autograd path. It gathers at every density: the layer's switch to
 dense blocks from density 0.35 (`DENSE_DISPATCH_DENSITY`) pays off against the autograd path's gathers, not
 against this step, on the Morse configurations of config/morse.yaml (densities up to 98 %) but one:
-fo (16, 63), junction 2 at 98 %, where the fused step measured 1.15x the autograd step's time (the
-README's table from `benchmarks/fused_step.py`; one run of the preset, some 12 s). Larger nets were not
-measured.
+fo (16, 63), junction 2 at 98 %, where the fused step measured 1.04-1.22x the autograd step's time in
+three runs (the README's table is `benchmarks/fused_step.py`'s; one run of the preset, some 5-10 s).
+Larger nets were not measured.
 
 Momentum buffers live where torch's SGD keeps them, `optimizer.state[p]["momentum_buffer"]`, so a
 checkpoint written after fused steps resumes on either path.
@@ -178,9 +180,10 @@ class FusedMLP:
 
 def leading_dimension(capacity: int) -> int:
     """Floats between rows of the step's (n, batch) buffers: the capacity rounded up to a cache line, plus
-    one. Rows exactly 1 KB apart (capacity 256) put every fourth row 4 KB from the next, where the core
-    takes a load for one that depends on the store before it (4K aliasing): the last junction's forward
-    stores to its output rows while it loads them, and ran 1.4x slower so (fo (128, 8))."""
+    one. Rows exactly 1 KB apart (capacity 256) put rows four apart at 4 KB, where the core takes a load
+    from one row as dependent on a store to the other (4K aliasing): the last junction's forward stores to its
+    output rows while it loads them, and the evaluation ran 1.23x slower so (fo (128, 8): 53.8 against
+    43.8 ms per 64,000 samples)."""
     return -(-capacity // 16) * 16 + 16
 
 

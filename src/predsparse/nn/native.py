@@ -144,12 +144,13 @@ def connection_dots(a_t: torch.Tensor, x_t: torch.Tensor, index: torch.Tensor, o
     return out
 
 
-def mlp_step(table: torch.Tensor, layers: int, batch: int, ld: int, classes: int, x: torch.Tensor, x_ld: int, start: int,
-             picks: torch.Tensor | None, labels: torch.Tensor, act0: torch.Tensor, grad0: torch.Tensor,
+def mlp_step(table: torch.Tensor, layers: int, batch: int, ld: int, classes: int, x: torch.Tensor, x_ld: int,
+             start: int, picks: torch.Tensor | None, labels: torch.Tensor, act0: torch.Tensor, grad0: torch.Tensor,
              grad1: torch.Tensor, train: bool, lr: float, momentum: float, decay_weight: float, decay_bias: float,
              first: bool) -> tuple[float, int]:
     """A fused MLP step or evaluation batch (see `predsparse.nn.fused`, which builds the junction table and
-    the workspace, whose (n, batch) buffers have rows `ld` floats apart); returns the batch's summed loss and number of correct predictions."""
-    return _native.mlp_step(table.data_ptr(), layers, batch, ld, classes, x.data_ptr(), x_ld, start, _pointer(picks),
-                            labels.data_ptr(), act0.data_ptr(), grad0.data_ptr(), grad1.data_ptr(), int(train), lr,
-                            momentum, decay_weight, decay_bias, int(first), torch.get_num_threads())
+    the workspace, whose (n, batch) buffers have rows `ld` floats apart); returns the batch's summed loss and
+    number of correct predictions."""
+    return _native.mlp_step(table.data_ptr(), layers, batch, ld, classes, x.data_ptr(), x_ld, start,
+                            _pointer(picks), labels.data_ptr(), act0.data_ptr(), grad0.data_ptr(), grad1.data_ptr(),
+                            int(train), lr, momentum, decay_weight, decay_bias, int(first), torch.get_num_threads())
