@@ -87,8 +87,9 @@ def time_fanouts(fanouts, rounds: int, steps: int, batch: int = 256) -> list[dic
         optimizer.step()
 
     fused = FusedMLP(model, optimizer, capacity=batch)
+    fused.check_samples(x, y)  # as training does, once; then every step unchecked (its picks are samples)
     times = {"autograd": _best(autograd, rounds, steps),
-             "fused": _best(lambda i: fused.step(x, y, picks(i)), rounds, steps)}
+             "fused": _best(lambda i: fused.step(x, y, picks(i), checked=True), rounds, steps)}
     if tuple(fanouts) == (128, 8):
         real, native._native = native._native, _NoProducts()
         try:

@@ -180,3 +180,24 @@ def test_the_fused_step_flushes_denormals_and_leaves_the_thread_as_it_was():
         kept = torch.nn.functional.cross_entropy(model(x), y, reduction="sum").item()
     assert abs(kept - loss) > 0.5  # class 0's logit 0.8 there
     assert (torch.tensor([1e-39]) * 1.0).item() != 0.0
+
+
+@pytest.mark.parametrize("picks, labels, message", [
+    (torch.tensor([0, 600]), None, "picks must lie in 0..599, got 0..600"),
+    (torch.tensor([-1, 3]), None, "picks must lie in 0..599, got -1..3"),
+    (torch.tensor([0, 1], dtype=torch.int32), None, "picks must be a contiguous 1-D int64 tensor"),
+    (torch.arange(8)[::2], None, "picks must be a contiguous 1-D int64 tensor"),
+    (torch.tensor([0, 1]), 599, "600 samples need as many labels, got shape (599,)"),
+    (torch.tensor([0, 1]), "class 16", "labels must lie in 0..15, got 0..16")])
+def test_a_step_refuses_picks_and_labels_the_native_code_would_read_out_of_bounds(picks, labels, message):
+    model = _model()
+    x, y = _data()
+    if labels == 599:
+        y = y[:599]
+    elif labels == "class 16":
+        y = y.clone()
+        y[5] = 16
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        FusedMLP(model, _sgd(model), capacity=64).step(x, y, picks)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing was trained

@@ -246,13 +246,13 @@ def _fused_epoch(fused: FusedMLP, x: torch.Tensor, y: torch.Tensor, order: torch
     fused Morse steps."""
     n = len(x)
     batches = math.ceil(n / batch_size)
-    fused.check_labels(y)
+    fused.check_samples(x, y, order)  # once: every batch's picks are a slice of order
     loss_sum, correct = 0.0, 0
     paused = gc.isenabled()
     gc.disable()
     try:
         for b in range(batches):
-            batch_loss, batch_correct = fused.step(x, y, order[b * batch_size:(b + 1) * batch_size])
+            batch_loss, batch_correct = fused.step(x, y, order[b * batch_size:(b + 1) * batch_size], checked=True)
             loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
             if b % _CHECK_EVERY == _CHECK_EVERY - 1 or b == batches - 1:
                 seen = min((b + 1) * batch_size, n)

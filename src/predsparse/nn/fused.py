@@ -156,21 +156,34 @@ class FusedMLP:
             self.first = False
         return loss_sum, correct
 
-    def check_labels(self, y: torch.Tensor) -> None:
-        """The native loss indexes the logits by label: every label must be an output (as cross_entropy
-        requires; it raises on others, the native code would read out of bounds)."""
+    def check_samples(self, x: torch.Tensor, y: torch.Tensor, picks: torch.Tensor | None = None) -> None:
+        """What the native code reads without bounds checks, checked: one label per sample, every label an
+        output (as cross_entropy requires; the native loss indexes the logits by it) and, if given, every
+        pick a sample (int64, one dimension, contiguous)."""
+        if y.dim() != 1 or len(y) != len(x):
+            raise ValueError(f"FusedMLP: {len(x)} samples need as many labels, got shape {tuple(y.shape)}")
         outputs = self.junctions[-1].out_features
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= outputs):
             raise ValueError(f"FusedMLP: labels must lie in 0..{outputs - 1}, got {int(y.min())}..{int(y.max())}")
+        if picks is not None:
+            if picks.dtype != torch.int64 or picks.dim() != 1 or not picks.is_contiguous():
+                raise ValueError(f"FusedMLP: picks must be a contiguous 1-D int64 tensor, got {picks.dtype} "
+                                 f"of shape {tuple(picks.shape)}")
+            if len(picks) and (int(picks.min()) < 0 or int(picks.max()) >= len(x)):
+                raise ValueError(f"FusedMLP: picks must lie in 0..{len(x) - 1}, got "
+                                 f"{int(picks.min())}..{int(picks.max())}")
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, picks: torch.Tensor) -> tuple[float, int]:
+    def step(self, x: torch.Tensor, y: torch.Tensor, picks: torch.Tensor, checked: bool = False) -> tuple[float, int]:
         """One SGD step on the samples `picks` (int64) of (x, y); returns the batch's summed loss and its
-        number of correct predictions, as of before the update."""
+        number of correct predictions, as of before the update. `checked`: the caller has passed (x, y) and
+        a superset of the picks through `check_samples` (train does, once an epoch), so the step does not."""
+        if not checked:
+            self.check_samples(x, y, picks)
         return self._call(x, y, len(picks), 0, picks, True)
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         """Summed loss and correct predictions over all of (x, y), in batches of `capacity`."""
-        self.check_labels(y)
+        self.check_samples(x, y)
         loss_sum, correct = 0.0, 0
         for start in range(0, len(x), self.capacity):
             part_loss, part_correct = self._call(x, y, min(self.capacity, len(x) - start), start, None, False)
