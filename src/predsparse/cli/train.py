@@ -105,9 +105,9 @@ def run(args) -> int:
 
     keep_freed_memory()  # steps reuse freed blocks instead of faulting fresh pages in (predsparse.allocator)
     # Denormal numbers flushed to zero on this thread while it trains, as the fused step does on its own
-    # (_native.c's flush_denormals): a Morse run on the autograd path took 78.6 s with them and 66.0 s
+    # (_native.c's flush_denormals): a Morse run on the autograd path took 78.6 s with them and 65.7 s
     # without (benchmarks/study.py --path autograd, 30 epochs), its smallest values becoming denormal as it
-    # trains. Set back to torch's default after, for a caller that runs the CLI in its own process.
+    # trains. Set back to torch's default after, for a caller that calls the CLI in-process (tests).
     torch.set_flush_denormal(True)
     try:
         if len(specs) == 1:
