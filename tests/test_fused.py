@@ -201,3 +201,38 @@ def test_a_step_refuses_picks_and_labels_the_native_code_would_read_out_of_bound
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         FusedMLP(model, _sgd(model), capacity=64).step(x, y, picks)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing was trained
+
+
+@pytest.mark.parametrize("batch", [64, 37])  # 37: the batch tail of every sum
+def test_the_paired_pass_gives_the_layer_kernels_results_bit_for_bit(batch):
+    """The last two junctions' one pass (_native_step.h, pair_*) against the layer's own kernels on the same
+    operands, read back from the step's workspace: the forward pass, the hidden gradient, both junctions'
+    weight and bias gradients, equal bit for bit (the generator's fan-in rows are sorted). fo (32, 12) on
+    (64, 128, 16): more than one group of connections on both sides of the hidden layer."""
+    model = _model(net=(64, 128, 16), fanouts=(32, 12))
+    first, last = model.junctions()
+    weights = [(j.weight.detach().clone(), j.bias.detach().clone()) for j in (first, last)]
+    x, y = _data()
+    fused = FusedMLP(model, _sgd(model), capacity=64)
+    fused.step(x, y, torch.arange(batch))
+
+    def rows(buffer, n):  # an (n, batch) buffer of the workspace, rows fused.ld floats apart
+        return buffer.as_strided((n, batch), (fused.ld, 1))
+
+    # _keep holds, per junction: its output, weight gradient, bias gradient, weights in fan-out order
+    (hidden, grad_first, bias_first, _), (logits, grad_last, bias_last, last_t) = \
+        [fused._keep[4 * i:4 * i + 4] for i in range(2)]
+    inputs, grad_out, grad_hidden = rows(fused.act0, 64), rows(fused.grads[0], 16), rows(fused.grads[1], 128)
+    hidden, logits = rows(hidden, 128), rows(logits, 16)
+    (w1, b1), (w2, b2) = weights
+    assert torch.equal(hidden, native.gather_reduce(inputs, first.fan_in_index, w1, bias=b1))
+    assert torch.equal(logits, native.gather_reduce(hidden, last.fan_in_index, w2, bias=b2, relu_src=True))
+    sums = torch.empty(16)
+    assert torch.equal(grad_last, native.connection_dots(grad_out, hidden, last.fan_in_index, relu_src=True,
+                                                         row_sums=sums))
+    assert torch.equal(bias_last, sums)
+    expected_hidden = native.gather_reduce(grad_out, last.fan_out_right, last_t.view(128, -1), mask=hidden)
+    assert torch.equal(grad_hidden, expected_hidden)
+    sums = torch.empty(128)
+    assert torch.equal(grad_first, native.connection_dots(expected_hidden, inputs, first.fan_in_index, row_sums=sums))
+    assert torch.equal(bias_first, sums)

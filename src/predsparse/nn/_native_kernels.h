@@ -95,6 +95,15 @@ static void CAT(gather_rows, ISA)(const Problem *p, Py_ssize_t begin, Py_ssize_t
     }
 }
 
+/* v's lanes summed in order: how every sum over the batch ends, before its tail (batch % VL samples) is
+ * added, in one of two ways: a dot product adds the tail's own sum, a row sum adds the tail's values one
+ * by one. The fused step's passes (_native_step.h) end theirs the same ways, so they agree bit for bit. */
+static inline float CAT(lane_sum, ISA)(VEC v) {
+    float d = 0.0f;
+    for (int l = 0; l < VL; l++) d += v[l];
+    return d;
+}
+
 /* `count` (<= G) connections k.. of a row of connection_dots in one pass over the batch, so a[i] is loaded
  * once for G dot products (G a constant in each call; a short group repeats its first connection and
  * drops the copies); each dot sums its lanes, then the batch's tail, in a fixed order, so how connections
@@ -117,14 +126,13 @@ static inline __attribute__((always_inline)) void CAT(dots_group, ISA)(const Pro
         }
     }
     for (int q = 0; q < count; q++) {
-        float d = 0.0f, tail = 0.0f;
-        for (int l = 0; l < VL; l++) d += v[q][l];
+        float tail = 0.0f;
         for (Py_ssize_t t = b; t < p->batch; t++) tail += a[t] * (relu ? relu_scalar(s[q][t]) : s[q][t]);
-        o[q] = p->accumulate ? o[q] + (d + tail) : d + tail;
+        const float d = CAT(lane_sum, ISA)(v[q]) + tail;
+        o[q] = p->accumulate ? o[q] + d : d;
     }
     if (row_sum) {
-        float total = 0.0f;
-        for (int l = 0; l < VL; l++) total += sum[l];
+        float total = CAT(lane_sum, ISA)(sum);
         for (Py_ssize_t t = b; t < p->batch; t++) total += a[t];
         *row_sum = total;
     }

@@ -279,16 +279,9 @@ static void CAT(backward_input, ISA)(const Step *s, const float *grad_out, float
     run_parallel(CAT(gather_rows, ISA), &r, s->threads);
 }
 
-/* The lanes of v summed in order, then the batch's tail: connection_dots's order for one dot product. */
-static inline float CAT(lane_sum, ISA)(VEC v, float tail) {
-    float d = 0.0f;
-    for (int l = 0; l < VL; l++) d += v[l];
-    return d + tail;
-}
-
-#define PAIR_GROUP 8 /* connections whose dot products one pass over the batch accumulates, as DOTS */
-/* ... and in the passes over further fan-out connections, which hold only those accumulators: as many as
- * AVX-512's 32 registers keep (16 vectors of 16 floats); 8 in the 16 registers of the other sets. */
+/* Connections whose dot products one pass over the batch accumulates: DOTS, as connection_dots, in the
+ * first pass; in the passes over further fan-out connections, which hold only those accumulators, as many
+ * as AVX-512's 32 registers keep (16 vectors of 16 floats), 8 in the 16 registers of the other sets. */
 #define PAIR_LATER (VL >= 16 ? 16 : 8)
 
 /* Hidden neurons [h0, h1) of the last two junctions' backward pass, one neuron at a time over the whole
@@ -296,8 +289,9 @@ static inline float CAT(lane_sum, ISA)(VEC v, float tail) {
  * fan-out connections (grad_out rows with its ReLU) and of its fan-in connections (gh with the input
  * rows), and its bias gradient (gh summed), with its hidden row and gh loaded once for all of them, where
  * the layered passes (backward_weights, backward_input) read every hidden row fan-out times from L2.
- * Every sum runs in the order of the layered passes (over q for gh, over the batch then the lanes for a
- * dot product), so the results are theirs, bit for bit. gh is stored in grad_hidden for the passes over
+ * Every sum runs in the order of the layered passes (over q for gh; for a dot product or a row sum, over
+ * the batch, then the lanes, then the tail as connection_dots adds it), so the results are theirs, bit for
+ * bit (tests/test_fused.py checks it on every instruction set). gh is stored in grad_hidden for the passes over
  * groups of connections beyond the first and for the input gradient below (a deeper net). */
 static void CAT(pair_backward_rows, ISA)(const Step *s, const float *grad_out, float *grad_hidden, Py_ssize_t h0,
                                          Py_ssize_t h1) {
@@ -316,45 +310,52 @@ static void CAT(pair_backward_rows, ISA)(const Step *s, const float *grad_out, f
         const int32_t *rq = right + h * fo, *ik = index + h * fi;
         const float *wq = wz + h * fo;
         /* Pass 1: gh over all fan-out connections; the dots of the first group of each side. */
-        const int nq = fo < PAIR_GROUP ? (int)fo : PAIR_GROUP, nk = fi < PAIR_GROUP ? (int)fi : PAIR_GROUP;
-        const float *g[PAIR_GROUP], *x[PAIR_GROUP];
-        for (int q = 0; q < PAIR_GROUP; q++) g[q] = grad_out + (Py_ssize_t)rq[q < nq ? q : 0] * ld;
-        for (int k = 0; k < PAIR_GROUP; k++) x[k] = src + (Py_ssize_t)ik[k < nk ? k : 0] * ld;
-        VEC vq[PAIR_GROUP], vk[PAIR_GROUP], vsum = {0};
-        for (int q = 0; q < PAIR_GROUP; q++) vq[q] = vk[q] = (VEC){0};
+        const int nq = fo < DOTS ? (int)fo : DOTS, nk = fi < DOTS ? (int)fi : DOTS;
+        const float *g[DOTS], *x[DOTS];
+        for (int q = 0; q < DOTS; q++) g[q] = grad_out + (Py_ssize_t)rq[q < nq ? q : 0] * ld;
+        for (int k = 0; k < DOTS; k++) x[k] = src + (Py_ssize_t)ik[k < nk ? k : 0] * ld;
+        VEC vq[DOTS], vk[DOTS], vsum = {0};
+        for (int q = 0; q < DOTS; q++) vq[q] = vk[q] = (VEC){0};
         for (Py_ssize_t b = 0; b < tail0; b += VL) {
             const VEC mv = CAT(load, ISA)(m + b), rv = CAT(relu, ISA)(mv);
             VEC acc = {0};
-            for (int q = 0; q < PAIR_GROUP; q++) {
+            for (int q = 0; q < DOTS; q++) {
                 const VEC gv = CAT(load, ISA)(g[q] + b);
                 if (q < nq) acc += wq[q] * gv;
                 vq[q] += gv * rv;
             }
-            for (Py_ssize_t q = PAIR_GROUP; q < fo; q++)
+            for (Py_ssize_t q = DOTS; q < fo; q++)
                 acc += wq[q] * CAT(load, ISA)(grad_out + (Py_ssize_t)rq[q] * ld + b);
             acc = CAT(masked, ISA)(acc, mv);
             memcpy(gh + b, &acc, sizeof acc);
             vsum += acc;
-            for (int k = 0; k < PAIR_GROUP; k++) {
+            for (int k = 0; k < DOTS; k++) {
                 const VEC xv = CAT(load, ISA)(x[k] + b);
                 vk[k] += acc * (relu_src ? CAT(relu, ISA)(xv) : xv);
             }
         }
-        float tq[PAIR_GROUP] = {0}, tk[PAIR_GROUP] = {0}, tsum = 0.0f;
-        for (Py_ssize_t t = tail0; t < batch; t++) {
+        for (Py_ssize_t t = tail0; t < batch; t++) { /* gh on the batch's tail */
             float acc = 0.0f;
             for (Py_ssize_t q = 0; q < fo; q++) acc += wq[q] * grad_out[(Py_ssize_t)rq[q] * ld + t];
-            acc = m[t] > 0.0f ? acc : 0.0f;
-            gh[t] = acc;
-            tsum += acc;
-            for (int q = 0; q < nq; q++) tq[q] += g[q][t] * relu_scalar(m[t]);
-            for (int k = 0; k < nk; k++) tk[k] += acc * (relu_src ? relu_scalar(x[k][t]) : x[k][t]);
+            gh[t] = m[t] > 0.0f ? acc : 0.0f;
         }
-        for (int q = 0; q < nq; q++) dz[position[h * fo + q]] = CAT(lane_sum, ISA)(vq[q], tq[q]);
-        for (int k = 0; k < nk; k++) da[h * fi + k] = CAT(lane_sum, ISA)(vk[k], tk[k]);
-        dbias[h] = CAT(lane_sum, ISA)(vsum, tsum);
+        /* Each dot's tail summed on its own, then added to its lanes' sum, as connection_dots does (a tail
+         * summed for all connections in one loop was rounded otherwise by AVX2's build). */
+        for (int q = 0; q < nq; q++) {
+            float tail = 0.0f;
+            for (Py_ssize_t t = tail0; t < batch; t++) tail += g[q][t] * relu_scalar(m[t]);
+            dz[position[h * fo + q]] = CAT(lane_sum, ISA)(vq[q]) + tail;
+        }
+        for (int k = 0; k < nk; k++) {
+            float tail = 0.0f;
+            for (Py_ssize_t t = tail0; t < batch; t++) tail += gh[t] * (relu_src ? relu_scalar(x[k][t]) : x[k][t]);
+            da[h * fi + k] = CAT(lane_sum, ISA)(vk[k]) + tail;
+        }
+        float total = CAT(lane_sum, ISA)(vsum); /* a row sum: the tail's values one by one */
+        for (Py_ssize_t t = tail0; t < batch; t++) total += gh[t];
+        dbias[h] = total;
         /* Further groups of fan-out connections (the ReLU of h with grad_out rows), then of fan-in ones. */
-        for (Py_ssize_t q0 = PAIR_GROUP; q0 < fo; q0 += PAIR_LATER) {
+        for (Py_ssize_t q0 = DOTS; q0 < fo; q0 += PAIR_LATER) {
             const int n = fo - q0 < PAIR_LATER ? (int)(fo - q0) : PAIR_LATER;
             const float *gl[PAIR_LATER];
             VEC vl[PAIR_LATER];
@@ -367,16 +368,16 @@ static void CAT(pair_backward_rows, ISA)(const Step *s, const float *grad_out, f
             for (int q = 0; q < n; q++) {
                 float tail = 0.0f;
                 for (Py_ssize_t t = tail0; t < batch; t++) tail += gl[q][t] * relu_scalar(m[t]);
-                dz[position[h * fo + q0 + q]] = CAT(lane_sum, ISA)(vl[q], tail);
+                dz[position[h * fo + q0 + q]] = CAT(lane_sum, ISA)(vl[q]) + tail;
             }
         }
-        for (Py_ssize_t k0 = PAIR_GROUP; k0 < fi; k0 += PAIR_GROUP) {
-            const int n = fi - k0 < PAIR_GROUP ? (int)(fi - k0) : PAIR_GROUP;
-            for (int k = 0; k < PAIR_GROUP; k++) x[k] = src + (Py_ssize_t)ik[k0 + (k < n ? k : 0)] * ld;
-            for (int k = 0; k < PAIR_GROUP; k++) vk[k] = (VEC){0};
+        for (Py_ssize_t k0 = DOTS; k0 < fi; k0 += DOTS) {
+            const int n = fi - k0 < DOTS ? (int)(fi - k0) : DOTS;
+            for (int k = 0; k < DOTS; k++) x[k] = src + (Py_ssize_t)ik[k0 + (k < n ? k : 0)] * ld;
+            for (int k = 0; k < DOTS; k++) vk[k] = (VEC){0};
             for (Py_ssize_t b = 0; b < tail0; b += VL) {
                 const VEC gv = CAT(load, ISA)(gh + b);
-                for (int k = 0; k < PAIR_GROUP; k++) {
+                for (int k = 0; k < DOTS; k++) {
                     const VEC xv = CAT(load, ISA)(x[k] + b);
                     vk[k] += gv * (relu_src ? CAT(relu, ISA)(xv) : xv);
                 }
@@ -384,7 +385,7 @@ static void CAT(pair_backward_rows, ISA)(const Step *s, const float *grad_out, f
             for (int k = 0; k < n; k++) {
                 float tail = 0.0f;
                 for (Py_ssize_t t = tail0; t < batch; t++) tail += gh[t] * (relu_src ? relu_scalar(x[k][t]) : x[k][t]);
-                da[h * fi + k0 + k] = CAT(lane_sum, ISA)(vk[k], tail);
+                da[h * fi + k0 + k] = CAT(lane_sum, ISA)(vk[k]) + tail;
             }
         }
     }
@@ -398,9 +399,9 @@ static void CAT(output_bias_gradient, ISA)(const Step *s, const float *grad_out)
         const float *g = grad_out + o * s->ld;
         VEC v = {0};
         for (Py_ssize_t b = 0; b < tail0; b += VL) v += CAT(load, ISA)(g + b);
-        float tail = 0.0f;
-        for (Py_ssize_t t = tail0; t < s->batch; t++) tail += g[t];
-        PTR(float, z->grad_bias)[o] = CAT(lane_sum, ISA)(v, tail);
+        float total = CAT(lane_sum, ISA)(v);
+        for (Py_ssize_t t = tail0; t < s->batch; t++) total += g[t];
+        PTR(float, z->grad_bias)[o] = total;
     }
 }
 
