@@ -1,6 +1,7 @@
 /* Native CPU kernels of the two gather primitives of predsparse.nn.functional, float32.
  *
  *   gather_reduce   out[r, i, b] = sum_k coef[r, i, k] * src[r, index[r, i, k], b]  (+ bias[r, i])
+ *                   (or coef[r, coef_index[r, i, k]]: the weights read in another order where they lie)
  *   connection_dots out[r, i, k] (+)= sum_b a[r, i, b] * src[r, index[r, i, k], b]  (row_sums[r, i] = sum_b a)
  *
  * and, built on them, mlp_step: a whole SGD step (or evaluation batch) of an MLP in one call
@@ -46,6 +47,7 @@ typedef struct {
     float *out;
     const float *src, *coef, *a;
     const int32_t *index;
+    const int32_t *coef_index; /* gather_reduce: coefficients read as coef[coef_index[...]] (optional) */
     Py_ssize_t layers, rows, fan, batch, src_ld, out_ld, a_ld;
     Py_ssize_t src_stride_r, out_stride_r, index_stride_r, coef_stride_r, a_stride_r;
     /* gather_reduce: a bias per output row added, outputs zeroed where mask <= 0 (both optional) */
@@ -54,6 +56,12 @@ typedef struct {
     /* connection_dots: a's row sums (optional) */
     float *row_sums;
     Py_ssize_t row_sums_stride_r;
+    /* gather_reduce on packed tiles (gather_tiles): the source's rows, whether it is batch-major (B, N)
+     * (else feature-major (N, B)), one buffer of src_rows x PACK floats per thread (pack_stride apart), and
+     * where a batch-major source's feature-major copy goes (optional; rows copy_ld apart) */
+    Py_ssize_t src_rows, pack_stride, copy_ld, copy_stride_r;
+    int src_batch_major;
+    float *pack, *copy;
     int relu_src; /* sources read through max(., 0): the ReLU of the previous layer, fused */
     int accumulate;
     int flush;    /* every thread flushes denormals to zero meanwhile, then takes MXCSR state `csr` */
@@ -94,9 +102,8 @@ static inline void restore_denormals(unsigned state) {
 #endif
 }
 
-/* Rows split evenly over the threads; each output row is one thread's. */
-static void run_parallel(Worker worker, const Problem *p, int threads) {
-    const Py_ssize_t total = p->layers * p->rows;
+/* `total` work items split evenly over the threads, [begin, end) to each worker call. */
+static void run_items(Worker worker, const Problem *p, Py_ssize_t total, int threads) {
 #ifdef _OPENMP
     if (threads > 1 && total > 1) {
 #pragma omp parallel num_threads(threads)
@@ -115,6 +122,9 @@ static void run_parallel(Worker worker, const Problem *p, int threads) {
     worker(p, 0, total);
 }
 
+/* Rows split evenly over the threads; each output row is one thread's. */
+static void run_parallel(Worker worker, const Problem *p, int threads) { run_items(worker, p, p->layers * p->rows, threads); }
+
 /* One copy of the loops per instruction set (_native_kernels.h), the best one the CPU has chosen at import. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -122,10 +132,12 @@ static void run_parallel(Worker worker, const Problem *p, int threads) {
 #endif
 #define VL 4
 #define TILE 8
+#define PACK 32
 #define ISA base
 #include "_native_kernels.h"
 #undef VL
 #undef TILE
+#undef PACK
 #undef ISA
 #undef MAX_PS
 
@@ -134,11 +146,13 @@ static void run_parallel(Worker worker, const Problem *p, int threads) {
 #pragma GCC target("avx2,fma")
 #define VL 8
 #define TILE 8
+#define PACK 64
 #define ISA avx2
 #define MAX_PS _mm256_max_ps
 #include "_native_kernels.h"
 #undef VL
 #undef TILE
+#undef PACK
 #undef ISA
 #undef MAX_PS
 #pragma GCC pop_options
@@ -147,11 +161,13 @@ static void run_parallel(Worker worker, const Problem *p, int threads) {
 #pragma GCC target("avx512f,fma")
 #define VL 16
 #define TILE 4
+#define PACK 64
 #define ISA avx512
 #define MAX_PS _mm512_max_ps
 #include "_native_kernels.h"
 #undef VL
 #undef TILE
+#undef PACK
 #undef ISA
 #undef MAX_PS
 #pragma GCC pop_options
@@ -160,14 +176,17 @@ static void run_parallel(Worker worker, const Problem *p, int threads) {
 typedef double (*StepRunner)(const Step *, int, float, float, float, float, int, int64_t *);
 
 static Worker gather_rows = gather_rows_base, dots_rows = dots_rows_base, transpose_rows = transpose_rows_base;
+static Worker gather_tiles = gather_tiles_base;
 static StepRunner run_step = run_step_base;
 static const char *isa = "baseline";
+static int pack = 32; /* the chosen set's PACK */
 
 /* Point the workers at one instruction set's loops ("avx512f", "avx2+fma" or "baseline"): 1, or 0 if the CPU
  * lacks that set or the name is none of them (nothing changes then). */
 static int select_isa(const char *name) {
     if (strcmp(name, "baseline") == 0) {
         gather_rows = gather_rows_base, dots_rows = dots_rows_base, transpose_rows = transpose_rows_base;
+        gather_tiles = gather_tiles_base, pack = 32;
         run_step = run_step_base;
         isa = "baseline";
         return 1;
@@ -176,12 +195,14 @@ static int select_isa(const char *name) {
     __builtin_cpu_init();
     if (strcmp(name, "avx512f") == 0 && __builtin_cpu_supports("avx512f")) {
         gather_rows = gather_rows_avx512, dots_rows = dots_rows_avx512, transpose_rows = transpose_rows_avx512;
+        gather_tiles = gather_tiles_avx512, pack = 64;
         run_step = run_step_avx512;
         isa = "avx512f";
         return 1;
     }
     if (strcmp(name, "avx2+fma") == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         gather_rows = gather_rows_avx2, dots_rows = dots_rows_avx2, transpose_rows = transpose_rows_avx2;
+        gather_tiles = gather_tiles_avx2, pack = 64;
         run_step = run_step_avx2;
         isa = "avx2+fma";
         return 1;
@@ -215,13 +236,20 @@ static PyObject *run_released(Worker worker, const Problem *p, int threads) {
 
 static PyObject *py_gather_reduce(PyObject *self, PyObject *args) {
     Problem p = {0};
-    int threads;
-    if (!PyArg_ParseTuple(args, "O&O&O&O&nnnnnnnnnnO&nO&nnii", as_pointer, &p.out, as_pointer, &p.src, as_pointer,
-                          &p.index, as_pointer, &p.coef, &p.layers, &p.rows, &p.fan, &p.batch, &p.src_ld, &p.out_ld,
-                          &p.src_stride_r, &p.out_stride_r, &p.index_stride_r, &p.coef_stride_r, as_pointer, &p.bias,
-                          &p.bias_stride_r, as_pointer, &p.mask, &p.mask_ld, &p.mask_stride_r, &p.relu_src, &threads))
+    int threads, tiled;
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&nnnnnnnnnnO&nO&nniinO&nO&nnii", as_pointer, &p.out, as_pointer, &p.src,
+                          as_pointer, &p.index, as_pointer, &p.coef, as_pointer, &p.coef_index, &p.layers, &p.rows,
+                          &p.fan, &p.batch, &p.src_ld, &p.out_ld, &p.src_stride_r, &p.out_stride_r, &p.index_stride_r,
+                          &p.coef_stride_r, as_pointer, &p.bias, &p.bias_stride_r, as_pointer, &p.mask, &p.mask_ld,
+                          &p.mask_stride_r, &p.relu_src, &tiled, &p.src_rows, as_pointer, &p.pack, &p.pack_stride,
+                          as_pointer, &p.copy, &p.copy_ld, &p.copy_stride_r, &p.src_batch_major, &threads))
         return NULL;
-    return run_released(gather_rows, &p, threads);
+    if (!tiled)
+        return run_released(gather_rows, &p, threads);
+    Py_BEGIN_ALLOW_THREADS
+    run_items(gather_tiles, &p, p.layers * ((p.batch + pack - 1) / pack), threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_connection_dots(PyObject *self, PyObject *args) {
@@ -250,7 +278,7 @@ static PyObject *py_use_isa(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "s", &name))
         return NULL;
     const int done = select_isa(name);
-    if (done && PyModule_AddStringConstant(self, "ISA", isa) < 0)
+    if (done && (PyModule_AddStringConstant(self, "ISA", isa) < 0 || PyModule_AddIntConstant(self, "PACK", pack) < 0))
         return NULL;
     return PyBool_FromLong(done);
 }
@@ -281,9 +309,11 @@ static PyMethodDef methods[] = {
     {"transpose", py_transpose, METH_VARARGS,
      "transpose(out, src, rows, cols, src_ld, out_ld, threads): out (cols, rows) = src (rows, cols)^T."},
     {"gather_reduce", py_gather_reduce, METH_VARARGS,
-     "gather_reduce(out, src, index, coef, layers, rows, fan, batch, src_ld, out_ld, src_stride_r, out_stride_r, "
-     "index_stride_r, coef_stride_r, bias, bias_stride_r, mask, mask_ld, mask_stride_r, relu_src, threads): raw "
-     "pointers (0: none) and sizes; see predsparse.nn.native."},
+     "gather_reduce(out, src, index, coef, coef_index, layers, rows, fan, batch, src_ld, out_ld, src_stride_r, out_stride_r, "
+     "index_stride_r, coef_stride_r, bias, bias_stride_r, mask, mask_ld, mask_stride_r, relu_src, tiled, src_rows, "
+     "pack, pack_stride, copy, copy_ld, copy_stride_r, src_batch_major, threads): raw pointers (0: none) and sizes; "
+     "tiled: on packed tiles of PACK samples (buffers of src_rows x PACK floats per thread at pack); see "
+     "predsparse.nn.native."},
     {"connection_dots", py_connection_dots, METH_VARARGS,
      "connection_dots(out, a, src, index, layers, rows, fan, batch, a_ld, src_ld, a_stride_r, src_stride_r, "
      "index_stride_r, out_stride_r, row_sums, row_sums_stride_r, relu_src, accumulate, threads): raw pointers "
@@ -301,7 +331,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "Native CP
 PyMODINIT_FUNC PyInit__native(void) {
     choose_isa();
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddStringConstant(m, "ISA", isa) < 0) {
+    if (m != NULL && (PyModule_AddStringConstant(m, "ISA", isa) < 0 || PyModule_AddIntConstant(m, "PACK", pack) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

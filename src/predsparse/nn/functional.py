@@ -22,8 +22,6 @@ runs the three products on a `Backend` chosen by `backend_for`:
   (1.5-3x faster than torch.sparse CSR @ dense, and it never builds the batch x connections tensor of
   index_select + sum); connection_dots is `torch.sparse.sampled_addmm` on the CSR form of the index, which
   computes gy^T x at the existing connections only (a blocked gather + bmm was 6-10x slower).
-  Both connection_dots sum over quarters of the batch for a row-major x, so that its transposed copy
-  stays small.
 - Dense blocks, at densities fi / N_i from DENSE_DISPATCH_DENSITY up: BLAS products with blocks of
   rows of the scattered N_{i+1} x N_i weight matrix. Gathers reach only about a third of dense BLAS's
   throughput per multiply-add, so from a density of about 0.35 (measured) the dense products are faster
@@ -105,57 +103,42 @@ def _cpu_connection_dots(a_t: torch.Tensor, x: torch.Tensor, index: torch.Tensor
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
         connections = torch.sparse_csr_tensor(row_start, index.reshape(-1), dots, (n_rows, n_cols), check_invariants=False)
-    # sampled_addmm reads a column-major second operand without a copy; a feature-major x is one.
-    for rows in _quarters(batch, x):
-        torch.sparse.sampled_addmm(connections, a_t[:, rows], x[rows].t().contiguous().t(), out=connections)
+    # sampled_addmm reads a column-major second operand without a copy; x is the transpose of a feature-major one.
+    torch.sparse.sampled_addmm(connections, a_t, x, out=connections)
     return dots.view(n_rows, fan)
 
 
-def _quarters(batch: int, x: torch.Tensor) -> list[slice]:
-    """The batch whole for a feature-major x (a transpose, read as it is); for a row-major x
-    (SparseLinearFunction keeps one only where the weights outnumber it) in quarters, each transposed in
-    turn and the products added up, so that the transposed copy stays small."""
-    step = batch if x.t().is_contiguous() else -(-batch // 4)
-    return [slice(start, start + step) for start in range(0, batch, step)]
-
-
-def _native_forward(x_t, weight, fan_in_index, bias, input_relu: bool) -> torch.Tensor:
-    """y_t = W relu?(x_t) + b, one layer (2-D operands) or R stacked ones (3-D)."""
-    return native.gather_reduce(x_t, fan_in_index, weight, bias=bias, relu_src=input_relu)
+def _native_forward(x_t, weight, fan_in_index, bias, input_relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y_t = W relu?(x_t) + b, x_t's feature-major copy) for one layer (2-D operands; x_t may be the
+    transpose of a batch-major x, transposed on the way) or R stacked ones (3-D, feature-major)."""
+    return native.gather_reduce(x_t, fan_in_index, weight, bias=bias, relu_src=input_relu, source_copy=True)
 
 
 def _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position,
-                       relu_input: torch.Tensor | None) -> torch.Tensor:
-    """grad_x_t, times the ReLU's gradient where `relu_input` (the layer's feature-major input, read through
-    a ReLU) is given."""
-    transposed = fan_out_weights(weight, fan_out_position)
+                       relu_input: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(grad_x_t, grad_y_t's feature-major copy), grad_x_t times the ReLU's gradient where `relu_input` (the
+    layer's feature-major input, read through a ReLU) is given; grad_y_t as x_t in `_native_forward`."""
     fused = relu_input is not None and relu_input.stride(-1) == 1
-    grad_x_t = native.gather_reduce(grad_y_t, fan_out_right, transposed, mask=relu_input if fused else None)
+    mask = relu_input if fused else None
+    if fan_out_position.shape[-1] * fan_out_position.shape[-2] == weight.shape[-1] * weight.shape[-2]:
+        # Fixed fan-out: the kernel reads weight.flat[fan_out_position] in place (a copy in fan-out order
+        # took 5.4 ms of a 58 ms step at 4096x4096, 6.25 %).
+        coef, coef_index = weight, fan_out_position
+    else:  # padded fan-outs read the zero fan_out_weights appends
+        coef, coef_index = fan_out_weights(weight, fan_out_position), None
+    grad_x_t, grad_y_t = native.gather_reduce(grad_y_t, fan_out_right, coef, mask=mask, coef_index=coef_index,
+                                              source_copy=True)
     if relu_input is not None and not fused:
         grad_x_t = torch.where(relu_input > 0, grad_x_t, 0.0)
-    return grad_x_t
+    return grad_x_t, grad_y_t
 
 
-def _native_weight_grad(grad_y_t, x, fan_in_index, input_relu: bool, bias_grad: bool,
-                        quarters: bool | None = None):
-    """(grad_w, grad_b or None) for x batch-major (B, N_i) (a feature-major one is a transpose) or a stack
-    of feature-major (R, N_i, B) ones. The batch is summed whole, or over quarters (`_quarters`; for a
-    stack, where `quarters` says: as its single layers would), the bias gradient in the same pass."""
-    batch = grad_y_t.shape[-1]
-    if x.dim() == 3:
-        step = -(-batch // 4) if quarters else batch
-        parts = [slice(start, start + step) for start in range(0, batch, step)]
-    else:
-        parts = _quarters(batch, x)
-    sums = grad_y_t.new_empty(grad_y_t.shape[:-1]) if bias_grad and len(parts) == 1 else None
-    dots = None
-    for part in parts:
-        x_t = x[..., part] if x.dim() == 3 else x.t() if len(parts) == 1 else _transposed(x[part])
-        dots = native.connection_dots(grad_y_t[..., part], x_t, fan_in_index, dots, accumulate=True,
-                                      relu_src=input_relu, row_sums=sums)
-    if bias_grad and sums is None:
-        sums = grad_y_t.sum(-1)
-    return dots, sums
+def _native_weight_grad(grad_y_t, x, fan_in_index, input_relu: bool, bias_grad: bool):
+    """(grad_w, grad_b or None) for x the transpose of a feature-major (N_i, B) tensor, or a stack of
+    feature-major (R, N_i, B) ones; the bias gradient is summed in the same pass over grad_y_t."""
+    sums = grad_y_t.new_empty(grad_y_t.shape[:-1]) if bias_grad else None
+    x_t = x if x.dim() == 3 else x.t()
+    return native.connection_dots(grad_y_t, x_t, fan_in_index, relu_src=input_relu, row_sums=sums), sums
 
 
 def _row_blocks(n_right: int) -> list[slice]:
@@ -233,6 +216,13 @@ def _feature_major(x: torch.Tensor, backend: Backend) -> torch.Tensor:
     return _transposed(x) if backend.contiguous else x.t()
 
 
+def _native_view(x: torch.Tensor) -> torch.Tensor:
+    """The (N, B) view of a 2-D (B, N) x that the native gathers read without a copy: x.t() where x or its
+    transpose has contiguous rows, else (an expanded gradient, a strided slice) a copy's."""
+    x_t = x.t()
+    return x_t if x_t.stride(1) == 1 or x_t.stride(0) == 1 else x.contiguous().t()
+
+
 class SparseLinearFunction(torch.autograd.Function):
     """y = relu?(x) W^T + b over 2-D x (B, N_i); returns a (B, N_{i+1}) transposed view (module docstring).
 
@@ -243,18 +233,17 @@ class SparseLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, fan_in_index, fan_out_right, fan_out_position, backend: Backend,
                 input_relu: bool = False):
-        x_t = _feature_major(x, backend)
-        if backend.fused:
-            y_t = backend.forward(x_t, weight, fan_in_index, bias, input_relu)
+        if backend.fused:  # the native gathers transpose a row-major x on the way
+            y_t, x_t = backend.forward(_native_view(x), weight, fan_in_index, bias, input_relu)
         else:
+            x_t = _feature_major(x, backend)
             y_t = backend.forward(x_t, weight, fan_in_index)
             if bias is not None:
                 y_t.add_(bias[:, None])
-        # Where x outnumbers the weights (the sparse regime) the transposed copy is kept, sparing backward a
-        # second transpose: the weight gradient would hold such a copy anyway. Otherwise x itself is kept
-        # and the weight gradient transposes it piece by piece.
-        saved_x = x_t.t() if weight.numel() < x.numel() else x
-        ctx.save_for_backward(saved_x, weight, fan_in_index, fan_out_right, fan_out_position)
+        # The feature-major copy is kept (for the dense path x_t is x itself): the weight gradient reads it.
+        # Transposing pieces of a row-major x in backward instead (which spared B N_i floats at densities
+        # where the weights outnumber x) made the dots run over short batches: 1.8x slower at 1024x1024, 25 %.
+        ctx.save_for_backward(x_t.t(), weight, fan_in_index, fan_out_right, fan_out_position)
         ctx.backend, ctx.input_relu = backend, input_relu
         ctx.has_bias = bias is not None
         return y_t.t()
@@ -264,15 +253,22 @@ class SparseLinearFunction(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, weight, fan_in_index, fan_out_right, fan_out_position = ctx.saved_tensors
         backend = ctx.backend
-        grad_y_t = _feature_major(grad_y, backend)
         grad_x = grad_w = grad_b = None
         want_bias = ctx.has_bias and ctx.needs_input_grad[2]
         # The input gradient first: a gather backend's transposed copy of the weights is freed before
         # grad_w exists.
-        if ctx.needs_input_grad[0]:
-            index = (grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position)
-            relu_input = x.t() if ctx.input_relu else None
-            grad_x = (backend.input_grad(*index, relu_input) if backend.fused else backend.input_grad(*index)).t()
+        if backend.fused:  # the input gradient's gathers transpose a row-major grad_y on the way
+            grad_y_t = _native_view(grad_y)
+            if ctx.needs_input_grad[0]:
+                grad_x_t, grad_y_t = backend.input_grad(grad_y_t, weight, fan_in_index, fan_out_right,
+                                                        fan_out_position, x.t() if ctx.input_relu else None)
+                grad_x = grad_x_t.t()
+            elif grad_y_t.stride(1) != 1:
+                grad_y_t = _transposed(grad_y)
+        else:
+            grad_y_t = _feature_major(grad_y, backend)
+            if ctx.needs_input_grad[0]:
+                grad_x = backend.input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position).t()
         if backend.fused and ctx.needs_input_grad[1]:
             grad_w, grad_b = backend.weight_grad(grad_y_t, x, fan_in_index, ctx.input_relu, want_bias)
         elif ctx.needs_input_grad[1]:
@@ -287,13 +283,12 @@ class StackedSparseLinearFunction(torch.autograd.Function):
 
     The products of `NATIVE_BACKEND` on 3-D operands, so every run's numbers are bit-for-bit those of
     `SparseLinearFunction` on it: the native kernels compute each output in the same order whatever R, and
-    the weight gradient sums over the batch as the single layer does (over quarters where the single layer
-    keeps a row-major x). CPU, float32, native kernels, fixed fan-out only (`predsparse.nn.stacked`).
+    the weight gradient sums over the whole batch as the single layer does. CPU, float32, native kernels, fixed fan-out only (`predsparse.nn.stacked`).
     """
 
     @staticmethod
     def forward(ctx, x_t, weight, bias, fan_in_index, fan_out_right, fan_out_position, input_relu: bool):
-        y_t = _native_forward(x_t, weight, fan_in_index, bias, input_relu)
+        y_t, _ = _native_forward(x_t, weight, fan_in_index, bias, input_relu)
         ctx.save_for_backward(x_t, weight, fan_in_index, fan_out_right, fan_out_position)
         ctx.input_relu = input_relu
         return y_t
@@ -305,16 +300,10 @@ class StackedSparseLinearFunction(torch.autograd.Function):
         grad_y_t = grad_y_t.contiguous()
         grad_x_t = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x_t = _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position,
-                                          x_t if ctx.input_relu else None)
+            grad_x_t, _ = _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position,
+                                             x_t if ctx.input_relu else None)
         if ctx.needs_input_grad[1]:
-            # Summed over quarters where the single layer keeps a row-major x and sums it so: the first
-            # junction (its input is the data batch) when x does not outnumber the weights. A later junction's
-            # input is the layer before's output, a transposed view, which the single layer sums whole
-            # (`_quarters`): quartering there too gave other sums at small batches (an epoch's last batch).
-            quarters = not ctx.input_relu and weight[0].numel() >= x_t[0].numel()
-            grad_w, grad_b = _native_weight_grad(grad_y_t, x_t, fan_in_index, ctx.input_relu, True,
-                                                 quarters=quarters)
+            grad_w, grad_b = _native_weight_grad(grad_y_t, x_t, fan_in_index, ctx.input_relu, True)
         return grad_x_t, grad_w, grad_b, None, None, None, None
 
 
@@ -342,14 +331,8 @@ def sparse_linear(
     backend = backend_for(x, weight.shape[1] / n_left)
     if input_relu and not backend.fused:
         x, input_relu = torch.relu(x), False
-    y = SparseLinearFunction.apply(
-        x.reshape(-1, n_left),
-        weight,
-        bias,
-        fan_in_index,
-        fan_out_right,
-        fan_out_position,
-        backend,
-        input_relu,
-    )
-    return y.reshape(*x.shape[:-1], weight.shape[0])
+    # A 2-D x goes in as it is: a reshape would add two view nodes (some 15 us each) to the autograd graph.
+    flat = x if x.dim() == 2 else x.reshape(-1, n_left)
+    y = SparseLinearFunction.apply(flat, weight, bias, fan_in_index, fan_out_right, fan_out_position, backend,
+                                   input_relu)
+    return y if x.dim() == 2 else y.reshape(*x.shape[:-1], weight.shape[0])

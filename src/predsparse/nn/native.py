@@ -3,7 +3,7 @@
 Both primitives of `predsparse.nn.functional` on float32 CPU tensors, for one layer (2-D operands) or R
 stacked layers (3-D, a leading R), in the feature-major layout described there:
 
-    gather_reduce(src_t (N, B), index (M, K) int32, coef (M, K))        -> (M, B)
+    gather_reduce(src_t (N, B), index (M, K) int32, coef (M, K))        -> (M, B)  (or coef[coef_index])
     connection_dots(a_t (M, B), x_t (N, B), index (M, K) int32, out)    -> (M, K), out += if accumulate
 
 `AVAILABLE` says whether the extension was built; `STATUS` says which kernels run and, if they are not
@@ -49,9 +49,11 @@ def supports(*tensors: torch.Tensor) -> bool:
     return AVAILABLE and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
-def _stacked(t: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(R, rows, cols) view of a 2-D or 3-D tensor, and its layer stride (0 for a single layer)."""
-    return (t[None], 0) if t.dim() == 2 else (t, t.stride(0))
+def _layout(t: torch.Tensor) -> tuple[int, int]:
+    """(row stride, layer stride) of a 2-D tensor (one layer: layer stride 0) or a 3-D stack (R, rows, cols).
+    (Strides, not views: a view costs microseconds, and these calls are in every step's path.)"""
+    strides = t.stride()
+    return (strides[0], 0) if len(strides) == 2 else (strides[1], strides[0])
 
 
 def _check_rows(name: str, t: torch.Tensor) -> None:
@@ -59,47 +61,86 @@ def _check_rows(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"native kernels: {name} must have contiguous rows, has strides {tuple(t.stride())}")
 
 
-def _check_index(index: torch.Tensor, coef: torch.Tensor | None = None) -> None:
-    """The kernels walk an index (and its coefficients) row after row: both contiguous per layer."""
-    rows_apart = index.shape[1] == 1 or index.stride(1) == index.shape[2]
-    if index.dtype != torch.int32 or not rows_apart or (index.shape[2] > 1 and index.stride(2) != 1):
-        raise ValueError(f"native kernels: index must be int32 with contiguous rows, is {index.dtype} "
-                         f"of strides {tuple(index.stride())}")
-    if coef is not None and (coef.shape != index.shape or not coef[0].is_contiguous()):
-        raise ValueError(f"native kernels: coef of shape {tuple(coef.shape)} does not match index {tuple(index.shape)}")
+def _check_index(name: str, index: torch.Tensor) -> None:
+    """The kernels walk an index (and coefficients in its shape) row after row: contiguous per layer."""
+    strides, fan = index.stride(), index.shape[-1]
+    if index.dtype != torch.int32 or (fan > 1 and strides[-1] != 1) or (index.shape[-2] > 1 and strides[-2] != fan):
+        raise ValueError(f"native kernels: {name} must be int32 with contiguous rows, is {index.dtype} "
+                         f"of strides {tuple(strides)}")
 
 
 def _pointer(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
+# Sources from this size up (N_i x B floats of one layer) are gathered from packed tiles (`_native.c`'s
+# gather_tiles); smaller ones row by row, where they stay in L2 anyway and the packing would cost more than
+# it saves (measured by benchmarks/sparse_linear.py --tiles: TODO).
+TILED_SOURCE_BYTES = 2 * 2**20
+
+
+def _tiled(src_rows: int, batch: int, layers: int, threads: int) -> bool:
+    """Whether gather_reduce packs tiles: a source beyond TILED_SOURCE_BYTES, and a tile for every thread."""
+    return src_rows * batch * 4 >= TILED_SOURCE_BYTES and layers * -(-batch // _native.PACK) >= threads
+
+
 def gather_reduce(src_t: torch.Tensor, index: torch.Tensor, coef: torch.Tensor, bias: torch.Tensor | None = None,
-                  mask: torch.Tensor | None = None, relu_src: bool = False) -> torch.Tensor:
-    """out[r, i, b] = sum_k coef[r, i, k] * f(src_t[r, index[r, i, k], b]) (+ bias[r, i]), zeroed where
+                  mask: torch.Tensor | None = None, relu_src: bool = False, coef_index: torch.Tensor | None = None,
+                  source_copy: bool = False):
+    """out[r, i, b] = sum_k c[r, i, k] * f(src_t[r, index[r, i, k], b]) (+ bias[r, i]), zeroed where
     mask[r, i, b] <= 0; f is max(., 0) (NaN kept) if `relu_src`, else the identity. r is absent for 2-D
-    operands; bias is (R, M) or (M,), mask shaped like the output."""
-    src3, src_r = _stacked(src_t)
-    index3, index_r = _stacked(index)
-    coef3, coef_r = _stacked(coef.contiguous())
-    layers, rows, fan = index3.shape
-    batch = src3.shape[2]
-    _check_rows("src_t", src3)
-    _check_index(index3, coef3)
-    out = src_t.new_empty((*index.shape[:-1], batch))
-    out3, out_r = _stacked(out)
+    operands; bias is (R, M) or (M,), mask shaped like the output. c is coef, shaped like index, or with
+    `coef_index` (shaped like index) c[r, i, k] = coef[r].flatten()[coef_index[r, i, k]]: a layer's input
+    gradient reads its weights in fan-out order so, without a transposed copy of them.
+
+    A 2-D src_t may also be the transpose of a batch-major (B, N) tensor (x.t()): it is then transposed on
+    the way, and `source_copy=True` returns (out, the contiguous feature-major copy of src_t) for later
+    products (a feature-major src_t is its own copy)."""
+    threads = torch.get_num_threads()
+    batch_major = src_t.dim() == 2 and src_t.shape[-1] > 1 and src_t.stride(-1) != 1 and src_t.stride(0) == 1
+    src_rows, batch = src_t.shape[-2], src_t.shape[-1]
+    layers = index.shape[0] if index.dim() == 3 else 1
+    tiled = _tiled(src_rows, batch, layers, threads)
+    if batch_major and not tiled:
+        src_t, batch_major = transpose(src_t.t()), False
+    copy = src_t.new_empty(src_t.shape) if batch_major and source_copy else None
+    if batch_major:
+        src_ld, src_r = src_t.stride(1), 0
+    else:
+        src_ld, src_r = _layout(src_t)
+        _check_rows("src_t", src_t)
+    index_r = _layout(index)[1]
+    _check_index("index", index)
+    coef = coef.contiguous()
+    if coef_index is None:
+        if coef.shape != index.shape:
+            raise ValueError(f"native kernels: coef of shape {tuple(coef.shape)} does not match index {tuple(index.shape)}")
+    else:
+        _check_index("coef_index", coef_index)
+        if coef_index.shape != index.shape or coef_index.stride() != index.stride():
+            raise ValueError(f"native kernels: coef_index of shape {tuple(coef_index.shape)} and strides "
+                             f"{coef_index.stride()} does not match index {tuple(index.shape)}, {index.stride()}")
+    coef_r = _layout(coef)[1] if coef.dim() == index.dim() else 0
+    shape = index.shape
+    out = src_t.new_empty((*shape[:-1], batch))
+    out_ld, out_r = _layout(out)
     bias_r = mask_ld = mask_r = 0
     if bias is not None:
         bias = bias.contiguous()
         bias_r = bias.stride(0) if bias.dim() == 2 else 0
     if mask is not None:
-        mask3, mask_r = _stacked(mask)
-        _check_rows("mask", mask3)
-        if mask3.shape != out3.shape:
+        _check_rows("mask", mask)
+        if mask.shape != out.shape:
             raise ValueError(f"native kernels: mask of shape {tuple(mask.shape)} does not match the output {tuple(out.shape)}")
-        mask, mask_ld = mask3, mask3.stride(1)
-    _native.gather_reduce(out3.data_ptr(), src3.data_ptr(), index3.data_ptr(), coef3.data_ptr(), layers, rows, fan,
-                          batch, src3.stride(1), out3.stride(1), src_r, out_r, index_r, coef_r, _pointer(bias), bias_r,
-                          _pointer(mask), mask_ld, mask_r, int(relu_src), torch.get_num_threads())
+        mask_ld, mask_r = _layout(mask)
+    pack = src_t.new_empty((threads, src_rows, _native.PACK)) if tiled else None
+    _native.gather_reduce(out.data_ptr(), src_t.data_ptr(), index.data_ptr(), coef.data_ptr(), _pointer(coef_index),
+                          layers, shape[-2], shape[-1], batch, src_ld, out_ld, src_r, out_r, index_r, coef_r,
+                          _pointer(bias), bias_r, _pointer(mask), mask_ld, mask_r, int(relu_src), int(tiled),
+                          src_rows, _pointer(pack), src_rows * _native.PACK, _pointer(copy), batch, 0,
+                          int(batch_major), threads)
+    if source_copy:
+        return out, copy if batch_major else src_t
     return out
 
 
@@ -118,28 +159,29 @@ def connection_dots(a_t: torch.Tensor, x_t: torch.Tensor, index: torch.Tensor, o
                     row_sums: torch.Tensor | None = None) -> torch.Tensor:
     """out[r, i, k] (+)= sum_b a_t[r, i, b] * f(x_t[r, index[r, i, k], b]), f as in `gather_reduce`; a new
     tensor unless `out` is given. `row_sums` (contiguous (R, M) or (M,)), if given, receives sum_b a_t[r, i, b]."""
-    a3, a_r = _stacked(a_t)
-    x3, x_r = _stacked(x_t)
-    index3, index_r = _stacked(index)
-    layers, rows, fan = index3.shape
-    _check_rows("a_t", a3)
-    _check_rows("x_t", x3)
-    _check_index(index3)
-    if x3.shape[2] != a3.shape[2]:
-        raise ValueError(f"native kernels: a_t has batch {a3.shape[2]}, x_t {x3.shape[2]}")
+    a_ld, a_r = _layout(a_t)
+    x_ld, x_r = _layout(x_t)
+    index_r = _layout(index)[1]
+    shape = index.shape
+    _check_rows("a_t", a_t)
+    _check_rows("x_t", x_t)
+    _check_index("index", index)
+    if x_t.shape[-1] != a_t.shape[-1]:
+        raise ValueError(f"native kernels: a_t has batch {a_t.shape[-1]}, x_t {x_t.shape[-1]}")
     if out is None:
-        out = a_t.new_empty(index.shape)
+        out = a_t.new_empty(shape)
         accumulate = False
-    out3, out_r = _stacked(out)
-    if not out3.is_contiguous() or out3.shape != index3.shape:
-        raise ValueError(f"native kernels: out must be contiguous of shape {tuple(index.shape)}")
+    elif not out.is_contiguous() or out.shape != shape:
+        raise ValueError(f"native kernels: out must be contiguous of shape {tuple(shape)}")
+    out_r = _layout(out)[1]
     sums_r = 0
     if row_sums is not None:
-        if not row_sums.is_contiguous() or row_sums.shape != index.shape[:-1]:
-            raise ValueError(f"native kernels: row_sums must be contiguous of shape {tuple(index.shape[:-1])}")
+        if not row_sums.is_contiguous() or row_sums.shape != shape[:-1]:
+            raise ValueError(f"native kernels: row_sums must be contiguous of shape {tuple(shape[:-1])}")
         sums_r = row_sums.stride(0) if row_sums.dim() == 2 else 0
-    _native.connection_dots(out3.data_ptr(), a3.data_ptr(), x3.data_ptr(), index3.data_ptr(), layers, rows, fan,
-                            a3.shape[2], a3.stride(1), x3.stride(1), a_r, x_r, index_r, out_r, _pointer(row_sums),
+    layers = shape[0] if len(shape) == 3 else 1
+    _native.connection_dots(out.data_ptr(), a_t.data_ptr(), x_t.data_ptr(), index.data_ptr(), layers, shape[-2],
+                            shape[-1], a_t.shape[-1], a_ld, x_ld, a_r, x_r, index_r, out_r, _pointer(row_sums),
                             sums_r, int(relu_src), int(accumulate), torch.get_num_threads())
     return out
 
