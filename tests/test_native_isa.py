@@ -17,7 +17,7 @@ from predsparse.nn import native
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason=native.STATUS)
 
 TESTS = Path(__file__).parent
-SUITES = ["test_sparse_linear.py", "test_fused.py", "test_train_group.py"]
+SUITES = ["test_sparse_linear.py", "test_native_kernels.py", "test_fused.py", "test_train_group.py"]
 
 
 def _child_env(isa: str) -> dict:

@@ -52,12 +52,15 @@ def assert_same_step(layer: SparseLinear, x: torch.Tensor, atol=1e-5, input_relu
         torch.testing.assert_close(layer.bias.grad, twin.bias.grad, atol=atol, rtol=1e-5)
 
 
-@pytest.fixture(params=["native", "torch gathers", "dense blocks"])
+@pytest.fixture(params=["native", "native tiles", "torch gathers", "dense blocks"])
 def cpu_path(request, monkeypatch):
     """Run a test once on each CPU formulation, whatever the density (see DENSE_DISPATCH_DENSITY): the
-    native kernels, the torch formulations that stand in where they are not built, dense blocks."""
-    if request.param == "native" and not native.AVAILABLE:
+    native kernels (row by row, and on packed tiles as for sources beyond native.TILED_SOURCE_BYTES), the
+    torch formulations that stand in where they are not built, dense blocks."""
+    if request.param.startswith("native") and not native.AVAILABLE:
         pytest.skip(native.STATUS)
+    if request.param == "native tiles":
+        monkeypatch.setattr(native, "_tiled", lambda *sizes: True)
     if request.param == "torch gathers":
         monkeypatch.setattr(native, "AVAILABLE", False)
     monkeypatch.setitem(functional.DENSE_DISPATCH_DENSITY, "cpu", 0.0 if request.param == "dense blocks" else math.inf)

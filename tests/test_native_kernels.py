@@ -1,0 +1,95 @@
+"""The native gathers' two ways (row by row, packed batch tiles) and their operand forms, bit for bit."""
+
+import pytest
+import torch
+
+from predsparse.nn import SparseLinear, native
+from predsparse.nn.functional import fan_out_weights
+from predsparse.patterns import generate_pattern
+
+pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason=native.STATUS)
+
+
+def _layer(n_in, n_out, fo, seed=0):
+    torch.manual_seed(seed)
+    return SparseLinear.from_pattern(generate_pattern([n_in, n_out], [fo], "random", seed), 0)
+
+
+def _gather(monkeypatch, tiled: bool, *args, **kwargs):
+    monkeypatch.setattr(native, "_tiled", lambda *sizes: tiled)
+    return native.gather_reduce(*args, **kwargs)
+
+
+# batches: one sample, a tail shorter than a vector, several tiles with a short last one
+@pytest.mark.parametrize("n_in, n_out, fo, batch", [(64, 256, 32, 1), (300, 200, 20, 37), (256, 64, 8, 150),
+                                                    (96, 96, 12, 2 * 64)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_tiles_equal_rows_bit_for_bit(monkeypatch, n_in, n_out, fo, batch, relu):
+    layer = _layer(n_in, n_out, fo)
+    weight, bias, index = layer.weight.detach(), layer.bias.detach(), layer.fan_in_index
+    x = torch.randn(batch, n_in)
+    x[x.abs() < 0.3] = 0.0
+    mask = torch.randn(n_out, batch)
+    rows = _gather(monkeypatch, False, x.t().contiguous(), index, weight, bias=bias, mask=mask, relu_src=relu)
+    # and by hand: the gathered sum in fan-in order, then the bias, then the mask
+    src = torch.relu(x) if relu else x
+    assert torch.allclose(rows, torch.where(mask > 0, src[:, index.long()].mul(weight).sum(-1).t() + bias[:, None], 0.0),
+                          atol=1e-5)
+    for tiled in (False, True):
+        feature_major = _gather(monkeypatch, tiled, x.t().contiguous(), index, weight, bias=bias, mask=mask,
+                                relu_src=relu)
+        out, copy = _gather(monkeypatch, tiled, x.t(), index, weight, bias=bias, mask=mask, relu_src=relu,
+                            source_copy=True)  # a batch-major source, transposed on the way
+        assert torch.equal(feature_major, rows) and torch.equal(out, rows)
+        assert copy.is_contiguous() and torch.equal(copy, x.t())
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_weights_read_through_fan_out_positions_equal_their_copy(monkeypatch, tiled):
+    layer = _layer(128, 64, 16)
+    weight, right, position = layer.weight.detach(), layer.fan_out_right, layer.fan_out_position
+    grad_y_t = torch.randn(64, 70)
+    copied = _gather(monkeypatch, tiled, grad_y_t, right, fan_out_weights(weight, position))
+    in_place = _gather(monkeypatch, tiled, grad_y_t, right, weight, coef_index=position)
+    assert torch.equal(in_place, copied)
+    with pytest.raises(ValueError, match="coef_index of shape"):
+        native.gather_reduce(grad_y_t, right, weight, coef_index=position[:, :-1].contiguous())
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_stacked_tiles_are_each_layers_gather(monkeypatch, tiled):
+    """R stacked layers (3-D operands) on either way equal each layer gathered alone."""
+    layers = [_layer(80, 40, 10, seed) for seed in range(3)]
+    x_t = torch.randn(3, 80, 100)
+    weight = torch.stack([layer.weight.detach() for layer in layers])
+    index = torch.stack([layer.fan_in_index for layer in layers])
+    bias = torch.stack([layer.bias.detach() for layer in layers])
+    stacked = _gather(monkeypatch, tiled, x_t, index, weight, bias=bias, relu_src=True)
+    for r, layer in enumerate(layers):
+        alone = _gather(monkeypatch, False, x_t[r], layer.fan_in_index, weight[r], bias=bias[r], relu_src=True)
+        assert torch.equal(stacked[r], alone)
+
+
+def test_tiles_start_only_past_the_size_and_with_a_tile_per_thread():
+    pack = native._native.PACK
+    big = native.TILED_SOURCE_BYTES // (4 * 256)  # source rows of TILED_SOURCE_BYTES at batch 256
+    assert native._tiled(big, 256, 1, 2) and not native._tiled(big - 1, 256, 1, 2)
+    assert not native._tiled(big * 8, pack, 1, 2)  # one tile, two threads: row by row
+    assert native._tiled(big * 8, pack, 2, 2)  # two stacked layers: a tile each
+
+
+def test_layer_takes_any_gradient_and_input_layout(monkeypatch):
+    """An expanded gradient (y.sum()) and a strided input slice: copied to a layout the kernels read."""
+    for tiled in (False, True):
+        monkeypatch.setattr(native, "_tiled", lambda *sizes, tiled=tiled: tiled)
+        layer = _layer(32, 16, 4)
+        wide = torch.randn(9, 64)
+        x = wide[:, ::2].requires_grad_()
+        layer(x).sum().backward()
+        reference = wide[:, ::2].clone().requires_grad_()
+        dense = layer.dense_weight()
+        (reference @ dense.t() + layer.bias.detach()).sum().backward()
+        torch.testing.assert_close(x.grad, reference.grad)
+        expected = torch.ones(9, 16).t() @ wide[:, ::2]
+        torch.testing.assert_close(layer.weight.grad, expected.gather(1, layer.fan_in_index.long()))
+        assert torch.equal(layer.bias.grad, torch.full((16,), 9.0))
