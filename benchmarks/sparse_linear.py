@@ -12,7 +12,8 @@ One step = forward + input gradient + weight gradient (+ bias) at batch 256, ran
 The default cases are the targets of the throughput issue: 1024x1024 at 0.78 / 6.25 / 25 %, 4096x4096
 at 0.78 / 6.25 %, the Morse junctions 64->1024 and 1024->64 at 12.5 %. `--sweep` times 4096->512,
 1024->1024 and 4096->4096 at 0.2 % to 50 % instead; `--dispatch` SparseLinear forced onto gathers and
-onto dense blocks at 1/8 to 7/8 (the measurement behind DENSE_DISPATCH_DENSITY).
+onto dense blocks at 1/8 to 7/8 (the measurement behind DENSE_DISPATCH_DENSITY); `--tiles` its native
+gathers forced row by row and onto packed tiles (the measurement behind native.TILED_SOURCE_BYTES).
 
 Times are the minimum over interleaved rounds (every round times each method once, after an untimed step
 of the same method, so a noisy neighbour slows all methods alike); a speed-up is dense's best time over
@@ -28,7 +29,7 @@ whose malloc returns every freed block above 64 KiB to the system, so the peak r
 exact; on CUDA it is the peak of torch's allocator. `--threads 1 --cpu-time` times by the process's CPU
 time, for a CPU shared with other jobs.
 
-Writes results/benchmarks/sparse_linear[_sweep|_dispatch][_cuda_<dtype>].csv and .png and prints each
+Writes results/benchmarks/sparse_linear[_sweep|_dispatch|_tiles][_cuda_<dtype>].csv and .png and prints each
 target with the value reached; `--markdown CSV` prints the README's table of such a CSV.
 
     python benchmarks/sparse_linear.py               # the issue's cases (minutes)
@@ -36,6 +37,7 @@ target with the value reached; `--markdown CSV` prints the README's table of suc
     python benchmarks/sparse_linear.py --markdown results/benchmarks/sparse_linear.csv
     python benchmarks/sparse_linear.py --sweep       # density sweep, three layers
     python benchmarks/sparse_linear.py --dispatch    # gathers vs dense blocks, 1/8 to 7/8
+    python benchmarks/sparse_linear.py --tiles       # native gathers row by row vs packed tiles
     python benchmarks/sparse_linear.py --device cuda --dtype bfloat16
 """
 
@@ -75,18 +77,24 @@ SWEEP_DENSITIES = [0.002, 0.004, 0.008, 0.016, 0.03125, 0.0625, 0.125, 0.25, 0.5
 DISPATCH_LAYERS = [(1024, 1024), (4096, 512)]
 DISPATCH_DENSITIES = [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875]
 SPARSEPROP_TARGET = 2.0  # SparseLinear at least this much faster than SparseProp at every density <= 25 %
-# method -> (layer built, DENSE_DISPATCH_DENSITY forced during its steps or None, native kernels allowed)
+# method -> (layer built, DENSE_DISPATCH_DENSITY forced during its steps or None, native kernels allowed,
+# native gathers forced on packed tiles (True) or row by row (False), or None: native.TILED_SOURCE_BYTES's rule)
 METHODS = {
-    "sparse": ("sparse", None, True),
-    "torch gathers": ("sparse", math.inf, False),
-    "dense": ("dense", None, True),
-    "masked": ("masked", None, True),
-    "csr": ("csr", None, True),
-    "sparseprop": ("sparseprop", None, True),
-    "gathers": ("sparse", math.inf, True),
-    "dense blocks": ("sparse", 0.0, True),
+    "sparse": ("sparse", None, True, None),
+    "torch gathers": ("sparse", math.inf, False, None),
+    "dense": ("dense", None, True, None),
+    "masked": ("masked", None, True, None),
+    "csr": ("csr", None, True, None),
+    "sparseprop": ("sparseprop", None, True, None),
+    "gathers": ("sparse", math.inf, True, None),
+    "dense blocks": ("sparse", 0.0, True, None),
+    "rows": ("sparse", math.inf, True, False),
+    "tiles": ("sparse", math.inf, True, True),
 }
 DISPATCH_METHODS = ("gathers", "dense blocks", "dense")
+TILES_LAYERS = [(1024, 1024), (2048, 2048), (4096, 4096), (4096, 512), (64, 1024), (1024, 64)]
+TILES_DENSITIES = [0.0078125, 0.0625, 0.25]
+TILES_METHODS = ("rows", "tiles", "dense")
 MMAP_THRESHOLD = "65536"
 
 
@@ -147,19 +155,21 @@ def sparseprop_available(device) -> bool:
 
 def make_step(method: str, n_in, n_out, fo, x: torch.Tensor, grad_y: torch.Tensor):
     """A training step of `method`: forward, then the gradients of the input and of every parameter."""
-    kind, forced, native_allowed = METHODS[method]
+    kind, forced, native_allowed, tiled = METHODS[method]
     layer = build(kind, n_in, n_out, fo, x.device, x.dtype)
     params = [x, *layer.parameters()]
     rule = functional.DENSE_DISPATCH_DENSITY
 
     def step():
-        saved, built = rule.get(x.device.type, math.inf), native.AVAILABLE
+        saved, built, tile_rule = rule.get(x.device.type, math.inf), native.AVAILABLE, native._tiled
         rule[x.device.type] = saved if forced is None else forced
         native.AVAILABLE = built and native_allowed
+        if tiled is not None:
+            native._tiled = lambda *sizes: tiled
         try:
             torch.autograd.grad(layer(x), params, grad_y)
         finally:
-            rule[x.device.type], native.AVAILABLE = saved, built
+            rule[x.device.type], native.AVAILABLE, native._tiled = saved, built, tile_rule
 
     return step
 
@@ -372,6 +382,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="1024x1024 and the Morse junctions, 3 rounds")
     parser.add_argument("--sweep", action="store_true", help="three layers at densities 0.2 %% to 50 %%")
     parser.add_argument("--dispatch", action="store_true", help="gathers vs dense blocks (DENSE_DISPATCH_DENSITY)")
+    parser.add_argument("--tiles", action="store_true",
+                        help="native gathers row by row vs on packed tiles (native.TILED_SOURCE_BYTES)")
     parser.add_argument("--markdown", type=Path, metavar="CSV", help="print the Markdown table of a CSV of this "
                         "benchmark (the README's speed table) and exit")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -410,9 +422,16 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.cpu_time and (device.type != "cpu" or torch.get_num_threads() != 1):
         parser.error("--cpu-time needs --device cpu --threads 1 (CPU time of several threads is not a duration)")
+    if (args.dispatch or args.tiles) and device.type != "cpu":
+        parser.error("--dispatch and --tiles measure CPU rules; use --device cpu")
+    if args.tiles and not native.AVAILABLE:
+        parser.error(f"--tiles times the native kernels: {native.STATUS}")
     if args.dispatch:
         cases = [(n_in, n_out, d, None) for n_in, n_out in DISPATCH_LAYERS for d in DISPATCH_DENSITIES]
         methods = DISPATCH_METHODS
+    elif args.tiles:
+        cases = [(n_in, n_out, d, None) for n_in, n_out in TILES_LAYERS for d in TILES_DENSITIES]
+        methods = TILES_METHODS
     else:
         cases = ([(n_in, n_out, d, None) for n_in, n_out in SWEEP_LAYERS for d in SWEEP_DENSITIES] if args.sweep
                  else QUICK_CASES if args.quick else CASES)
@@ -424,10 +443,10 @@ def main(argv=None) -> int:
     print(f"machine: dense GEMM {limits['gemm_gflops']} GFLOP/s, memory {limits['bandwidth_gbs']} GB/s; "
           f"{native.STATUS if device.type == 'cpu' else device}", flush=True)
     table = pd.DataFrame(run(methods, cases, args.batch, rounds, device, dtype, args.feature_major, clock, limits))
-    if not args.dispatch:
+    if not (args.dispatch or args.tiles):
         for line in report_targets(table, [c for c in cases if c[3] is not None]):
             print(line)
-    name = "sparse_linear" + ("_dispatch" if args.dispatch else "_sweep" if args.sweep else "")
+    name = "sparse_linear" + ("_dispatch" if args.dispatch else "_tiles" if args.tiles else "_sweep" if args.sweep else "")
     name += "" if (device.type, args.dtype) == ("cpu", "float32") else f"_{device.type}_{args.dtype}"
     name += "_feature_major" if args.feature_major else ""
     name += "_cputime" if args.cpu_time else ""

@@ -446,3 +446,31 @@ def test_readme_fused_step_table_is_the_committed_benchmark_csv():
     start = readme.index("<!-- fused step table:")
     block = readme[readme.index("\n", start) + 1:readme.index("<!-- end of fused step table -->")]
     assert block == table
+
+
+def test_tiles_benchmark_forces_each_way_and_restores_the_rule(monkeypatch):
+    """`benchmarks/sparse_linear.py --tiles` times the native gathers row by row and on packed tiles: its
+    steps really take the way they are named, and leave native.TILED_SOURCE_BYTES's rule in place."""
+    import importlib.util
+    from pathlib import Path
+
+    if not native.AVAILABLE:
+        pytest.skip(native.STATUS)
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(repo / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_sparse_linear_tiles", repo / "benchmarks/sparse_linear.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    real, rule, seen = native._native, native._tiled, []
+
+    class Spy:  # records the `tiled` argument of every layer forward
+        def __getattr__(self, name):
+            if name == "layer_forward":
+                return lambda *args: (seen.append(args[14]), real.layer_forward(*args))[1]
+            return getattr(real, name)
+
+    monkeypatch.setattr(native, "_native", Spy())
+    x, grad_y = bench.step_inputs(70, 64, 32, torch.device("cpu"), torch.float32, False)
+    for method, tiled in (("rows", 0), ("tiles", 1), ("rows", 0)):
+        bench.make_step(method, 64, 32, 4, x, grad_y)()
+        assert seen[-1] == tiled and native._tiled is rule

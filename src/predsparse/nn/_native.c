@@ -180,6 +180,7 @@ static Worker gather_tiles = gather_tiles_base;
 static StepRunner run_step = run_step_base;
 static const char *isa = "baseline";
 static int pack = 32; /* the chosen set's PACK */
+static inline Py_ssize_t pack_width(void) { return pack; }
 
 /* Point the workers at one instruction set's loops ("avx512f", "avx2+fma" or "baseline"): 1, or 0 if the CPU
  * lacks that set or the name is none of them (nothing changes then). */
@@ -247,7 +248,92 @@ static PyObject *py_gather_reduce(PyObject *self, PyObject *args) {
     if (!tiled)
         return run_released(gather_rows, &p, threads);
     Py_BEGIN_ALLOW_THREADS
-    run_items(gather_tiles, &p, p.layers * ((p.batch + pack - 1) / pack), threads);
+    run_items(gather_tiles, &p, p.layers * ((p.batch + pack_width() - 1) / pack_width()), threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* out (cols, rows) = src (rows, cols)^T, src's rows src_ld floats apart, out's rows rows floats apart. */
+static void transpose_into(float *out, const float *src, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t src_ld,
+                           int threads) {
+    Problem t = {0};
+    t.out = out, t.src = src, t.batch = rows, t.rows = cols, t.src_ld = src_ld, t.out_ld = rows, t.layers = 1;
+    run_parallel(transpose_rows, &t, threads);
+}
+
+/* gather_reduce of one layer (p's index, coef, rows, fan, batch, out, bias, mask, relu_src set) from a
+ * source of src_rows rows, feature-major (rows src_ld apart) or batch-major (samples src_ld apart): on
+ * packed tiles if `tiled` (buf: the threads' buffers of src_rows x PACK floats), writing a batch-major source's feature-major copy
+ * to `copy` if given; else row by row, a batch-major source first transposed into `copy` (then required). */
+static void gather_layer(Problem *p, const float *src, Py_ssize_t src_rows, Py_ssize_t src_ld, int batch_major,
+                         float *copy, int tiled, float *buf, int threads) {
+    p->layers = 1, p->out_ld = p->batch, p->src_rows = src_rows;
+    if (tiled) {
+        p->src = src, p->src_ld = src_ld, p->src_batch_major = batch_major;
+        p->copy = batch_major ? copy : NULL, p->copy_ld = p->batch;
+        p->pack = buf, p->pack_stride = src_rows * pack_width();
+        run_items(gather_tiles, p, (p->batch + pack_width() - 1) / pack_width(), threads);
+        return;
+    }
+    if (batch_major) {
+        transpose_into(copy, src, p->batch, src_rows, src_ld, threads);
+        src = copy, src_ld = p->batch;
+    }
+    p->src = src, p->src_ld = src_ld;
+    run_parallel(gather_rows, p, threads);
+}
+
+/* A SparseLinear layer's forward in one call: y_t (N_out, B) = W relu?(x) + b, x feature-major or
+ * batch-major (then its feature-major copy goes to `copy`, for the backward pass). */
+static PyObject *py_layer_forward(PyObject *self, PyObject *args) {
+    Problem p = {0};
+    const float *x;
+    float *copy, *buf;
+    Py_ssize_t n_in, x_ld;
+    int batch_major, tiled, threads;
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&O&O&nnnnniiii", as_pointer, &p.out, as_pointer, &x, as_pointer, &p.index,
+                          as_pointer, &p.coef, as_pointer, &p.bias, as_pointer, &copy, as_pointer, &buf, &n_in, &p.rows,
+                          &p.fan, &p.batch, &x_ld, &batch_major, &p.relu_src, &tiled, &threads))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    gather_layer(&p, x, n_in, x_ld, batch_major, copy, tiled, buf, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* A SparseLinear layer's backward in one call, from grad_y (feature-major or batch-major; a batch-major one
+ * is copied feature-major into gy_copy) and the saved feature-major input x_t: grad_x_t (N_in, B), the
+ * fan-out gather with coefficients coef (or coef[coef_index]), masked by relu?(x_t)'s gradient; then grad_w
+ * (N_out, fi) and grad_b, the connection dots and row sums of grad_y. Outputs given as 0 are skipped. */
+static PyObject *py_layer_backward(PyObject *self, PyObject *args) {
+    float *grad_x, *grad_w, *grad_b, *gy_copy, *buf;
+    const float *gy, *x_t, *coef;
+    const int32_t *coef_index, *index, *right;
+    Py_ssize_t n_in, n_out, fi, fo, batch, gy_ld, x_ld;
+    int batch_major, relu, tiled, threads;
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&O&O&O&O&O&O&nnnnnnniiii", as_pointer, &grad_x, as_pointer, &grad_w,
+                          as_pointer, &grad_b, as_pointer, &gy, as_pointer, &gy_copy, as_pointer, &buf, as_pointer,
+                          &x_t, as_pointer, &coef, as_pointer, &coef_index, as_pointer, &index, as_pointer, &right,
+                          &n_in, &n_out, &fi, &fo, &batch, &gy_ld, &x_ld, &batch_major, &relu, &tiled, &threads))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (grad_x) {
+        Problem r = {0};
+        r.out = grad_x, r.index = right, r.coef = coef, r.coef_index = coef_index, r.rows = n_in, r.fan = fo;
+        r.batch = batch;
+        if (relu)
+            r.mask = x_t, r.mask_ld = x_ld;
+        gather_layer(&r, gy, n_out, gy_ld, batch_major, gy_copy, tiled, buf, threads);
+    } else if (batch_major) {
+        transpose_into(gy_copy, gy, batch, n_out, gy_ld, threads);
+    }
+    if (grad_w) {
+        Problem q = {0};
+        q.out = grad_w, q.a = batch_major ? gy_copy : gy, q.a_ld = batch_major ? batch : gy_ld;
+        q.src = x_t, q.src_ld = x_ld, q.index = index, q.layers = 1, q.rows = n_out, q.fan = fi, q.batch = batch;
+        q.row_sums = grad_b, q.relu_src = relu;
+        run_parallel(dots_rows, &q, threads);
+    }
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -318,6 +404,13 @@ static PyMethodDef methods[] = {
      "connection_dots(out, a, src, index, layers, rows, fan, batch, a_ld, src_ld, a_stride_r, src_stride_r, "
      "index_stride_r, out_stride_r, row_sums, row_sums_stride_r, relu_src, accumulate, threads): raw pointers "
      "(0: none) and sizes; see predsparse.nn.native."},
+    {"layer_forward", py_layer_forward, METH_VARARGS,
+     "layer_forward(y, x, index, weight, bias, copy, pack, n_in, n_out, fi, batch, x_ld, batch_major, relu, tiled, "
+     "threads): a SparseLinear forward; see predsparse.nn.native.layer_forward."},
+    {"layer_backward", py_layer_backward, METH_VARARGS,
+     "layer_backward(grad_x, grad_w, grad_b, grad_y, gy_copy, pack, x_t, coef, coef_index, index, right, n_in, n_out, "
+     "fi, fo, batch, gy_ld, x_ld, batch_major, relu, tiled, threads): a SparseLinear backward; see "
+     "predsparse.nn.native.layer_backward."},
     {"mlp_step", py_mlp_step, METH_VARARGS,
      "mlp_step(junctions, layers, batch, ld, classes, x, x_ld, start, picks, labels, act0, grad0, grad1, train, lr, "
      "momentum, decay_weight, decay_bias, first, threads) -> (loss sum, correct): a fused MLP step; see "

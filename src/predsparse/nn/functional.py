@@ -16,7 +16,10 @@ runs the three products on a `Backend` chosen by `backend_for`:
 
 - CUDA: Triton kernels for the two primitives (`predsparse.nn.triton_kernels`).
 - CPU, float32: the native kernels of `predsparse.nn.native` (built by the install; register blocking
-  over the batch, the CPU's widest vectors, OpenMP threads from torch's own pool).
+  over the batch, the CPU's widest vectors, OpenMP threads from torch's own pool), one native call for
+  a layer's forward and one for its backward (each Python operation on a step's path costs several
+  microseconds once the step's data has pushed the interpreter out of the caches). Sources beyond
+  `native.TILED_SOURCE_BYTES` are gathered from packed tiles of the batch, which stay in L2.
 - CPU otherwise (float64, or no native build: `native.STATUS` says why), torch formulations chosen by
   measurement: gather_reduce is `F.embedding_bag(mode="sum", per_sample_weights=coef)`, one bag per row
   (1.5-3x faster than torch.sparse CSR @ dense, and it never builds the batch x connections tensor of
@@ -36,7 +39,8 @@ input gradient already masked by it, so a hidden layer's activation costs no pas
 Layout: the gathers read feature-major (N, B) tensors, whose gathered rows are contiguous runs of the
 batch. The output is returned as the (B, N_{i+1}) transpose of such a tensor, and an input that already is
 such a transpose (the output of a previous SparseLinear, through element-wise activations) is used without
-a copy: a stack of sparse layers never transposes its activations, a row-major input costs one transpose.
+a copy: a stack of sparse layers never transposes its activations, a row-major input (or grad_y) costs one
+transpose, which the native kernels do inside the same call (on packed tiles: tile by tile, in L2).
 Like any transposed view, the output needs `.contiguous()` before `.view()`; `.reshape()` works as is.
 """
 
@@ -58,15 +62,17 @@ class Backend(NamedTuple):
 
     `contiguous`: whether the feature-major inputs must be contiguous (gathers read their rows) or may be
     any view (BLAS takes transposed operands as they are, so the dense path never transposes).
-    `fused`: the native backend, whose products also take the bias, the input's ReLU and its gradient
-    (signatures in `NATIVE_BACKEND`'s functions); the others leave those to torch ops.
+    `fused`: the native backend, one native call for the forward and one for the backward (`forward` and
+    `backward`, signatures in `_native_layer_forward` and `_native_layer_backward`), which also take the
+    bias, the input's ReLU and its gradient, and the transposes; the others leave those to torch ops.
     """
 
     forward: Callable[..., torch.Tensor]  # (x_t, weight, fan_in_index) -> y_t
-    input_grad: Callable[..., torch.Tensor]  # (grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position) -> grad_x_t
-    weight_grad: Callable[..., torch.Tensor]  # (grad_y_t, x, fan_in_index) -> grad_w
+    input_grad: Callable[..., torch.Tensor] | None  # (grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position) -> grad_x_t
+    weight_grad: Callable[..., torch.Tensor] | None  # (grad_y_t, x, fan_in_index) -> grad_w
     contiguous: bool = True
     fused: bool = False
+    backward: Callable[..., tuple] | None = None  # fused: the whole backward pass
 
 
 def fan_out_weights(weight: torch.Tensor, fan_out_position: torch.Tensor) -> torch.Tensor:
@@ -108,36 +114,45 @@ def _cpu_connection_dots(a_t: torch.Tensor, x: torch.Tensor, index: torch.Tensor
     return dots.view(n_rows, fan)
 
 
-def _native_forward(x_t, weight, fan_in_index, bias, input_relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y_t = W relu?(x_t) + b, x_t's feature-major copy) for one layer (2-D operands; x_t may be the
-    transpose of a batch-major x, transposed on the way) or R stacked ones (3-D, feature-major)."""
-    return native.gather_reduce(x_t, fan_in_index, weight, bias=bias, relu_src=input_relu, source_copy=True)
-
-
-def _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position,
-                       relu_input: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(grad_x_t, grad_y_t's feature-major copy), grad_x_t times the ReLU's gradient where `relu_input` (the
-    layer's feature-major input, read through a ReLU) is given; grad_y_t as x_t in `_native_forward`."""
-    fused = relu_input is not None and relu_input.stride(-1) == 1
-    mask = relu_input if fused else None
+def _fan_out_coefficients(weight, fan_out_position) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The input gradient's coefficients for the native gathers, (coef, coef_index): with fixed fan-out the
+    weights themselves, read in place through fan_out_position (a copy in fan-out order took 5.4 ms of a
+    58 ms step at 4096x4096, 6.25 %); padded fan-outs read the zero that fan_out_weights's copy appends."""
     if fan_out_position.shape[-1] * fan_out_position.shape[-2] == weight.shape[-1] * weight.shape[-2]:
-        # Fixed fan-out: the kernel reads weight.flat[fan_out_position] in place (a copy in fan-out order
-        # took 5.4 ms of a 58 ms step at 4096x4096, 6.25 %).
-        coef, coef_index = weight, fan_out_position
-    else:  # padded fan-outs read the zero fan_out_weights appends
-        coef, coef_index = fan_out_weights(weight, fan_out_position), None
-    grad_x_t, grad_y_t = native.gather_reduce(grad_y_t, fan_out_right, coef, mask=mask, coef_index=coef_index,
-                                              source_copy=True)
-    if relu_input is not None and not fused:
-        grad_x_t = torch.where(relu_input > 0, grad_x_t, 0.0)
-    return grad_x_t, grad_y_t
+        return weight, fan_out_position
+    return fan_out_weights(weight, fan_out_position), None
 
 
-def _native_weight_grad(grad_y_t, x, fan_in_index, input_relu: bool, bias_grad: bool):
-    """(grad_w, grad_b or None) for x the transpose of a feature-major (N_i, B) tensor, or a stack of
-    feature-major (R, N_i, B) ones; the bias gradient is summed in the same pass over grad_y_t."""
-    sums = grad_y_t.new_empty(grad_y_t.shape[:-1]) if bias_grad else None
-    x_t = x if x.dim() == 3 else x.t()
+def _native_layer_forward(x, weight, fan_in_index, bias, input_relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y_t, x_t): y_t = W relu?(x)^T + b and x's feature-major copy (`native.layer_forward`), for x (B, N_i)."""
+    return native.layer_forward(x, weight.contiguous(), None if bias is None else bias.contiguous(), fan_in_index,
+                                input_relu)
+
+
+def _native_layer_backward(grad_y, x_t, weight, fan_in_index, fan_out_right, fan_out_position, input_relu: bool,
+                           want_x: bool, want_w: bool, want_b: bool) -> tuple:
+    """(grad_x_t, grad_w, grad_b) (`native.layer_backward`), None where not wanted."""
+    coef, coef_index = _fan_out_coefficients(weight.contiguous(), fan_out_position)
+    return native.layer_backward(grad_y, x_t, coef, coef_index, fan_in_index, fan_out_right, input_relu, want_x,
+                                 want_w, want_b)
+
+
+def _stacked_forward(x_t, weight, fan_in_index, bias, input_relu: bool) -> torch.Tensor:
+    """y_t = W relu?(x_t) + b for R stacked layers (3-D, feature-major)."""
+    return native.gather_reduce(x_t, fan_in_index, weight, bias=bias, relu_src=input_relu)
+
+
+def _stacked_input_grad(grad_y_t, weight, fan_out_right, fan_out_position, relu_input: torch.Tensor | None):
+    """grad_x_t of R stacked layers, masked by the ReLU's gradient where `relu_input` (their feature-major
+    input, read through a ReLU) is given."""
+    coef, coef_index = _fan_out_coefficients(weight, fan_out_position)
+    return native.gather_reduce(grad_y_t, fan_out_right, coef, mask=relu_input, coef_index=coef_index)
+
+
+def _stacked_weight_grad(grad_y_t, x_t, fan_in_index, input_relu: bool):
+    """(grad_w, grad_b) of R stacked layers (feature-major (R, N, B) operands): the bias gradient summed in
+    the same pass over grad_y_t, as a single layer's backward does."""
+    sums = grad_y_t.new_empty(grad_y_t.shape[:-1])
     return native.connection_dots(grad_y_t, x_t, fan_in_index, relu_src=input_relu, row_sums=sums), sums
 
 
@@ -178,7 +193,7 @@ def _dense_weight_grad(grad_y_t: torch.Tensor, x: torch.Tensor, fan_in_index: to
 
 
 CPU_BACKEND = gather_backend(_cpu_gather_reduce, _cpu_connection_dots)
-NATIVE_BACKEND = Backend(_native_forward, _native_input_grad, _native_weight_grad, fused=True)
+NATIVE_BACKEND = Backend(_native_layer_forward, None, None, fused=True, backward=_native_layer_backward)
 DENSE_BACKEND = Backend(_dense_forward, _dense_input_grad, _dense_weight_grad, contiguous=False)
 _triton_backend: Backend | None = None
 
@@ -216,13 +231,6 @@ def _feature_major(x: torch.Tensor, backend: Backend) -> torch.Tensor:
     return _transposed(x) if backend.contiguous else x.t()
 
 
-def _native_view(x: torch.Tensor) -> torch.Tensor:
-    """The (N, B) view of a 2-D (B, N) x that the native gathers read without a copy: x.t() where x or its
-    transpose has contiguous rows, else (an expanded gradient, a strided slice) a copy's."""
-    x_t = x.t()
-    return x_t if x_t.stride(1) == 1 or x_t.stride(0) == 1 else x.contiguous().t()
-
-
 class SparseLinearFunction(torch.autograd.Function):
     """y = relu?(x) W^T + b over 2-D x (B, N_i); returns a (B, N_{i+1}) transposed view (module docstring).
 
@@ -233,8 +241,8 @@ class SparseLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, fan_in_index, fan_out_right, fan_out_position, backend: Backend,
                 input_relu: bool = False):
-        if backend.fused:  # the native gathers transpose a row-major x on the way
-            y_t, x_t = backend.forward(_native_view(x), weight, fan_in_index, bias, input_relu)
+        if backend.fused:  # one native call, which transposes a row-major x on the way
+            y_t, x_t = backend.forward(x, weight, fan_in_index, bias, input_relu)
         else:
             x_t = _feature_major(x, backend)
             y_t = backend.forward(x_t, weight, fan_in_index)
@@ -255,23 +263,17 @@ class SparseLinearFunction(torch.autograd.Function):
         backend = ctx.backend
         grad_x = grad_w = grad_b = None
         want_bias = ctx.has_bias and ctx.needs_input_grad[2]
+        if backend.fused:  # one native call, which transposes a row-major grad_y on the way
+            grad_x_t, grad_w, grad_b = backend.backward(grad_y, x.t(), weight, fan_in_index, fan_out_right,
+                                                        fan_out_position, ctx.input_relu, ctx.needs_input_grad[0],
+                                                        ctx.needs_input_grad[1], want_bias)
+            return (None if grad_x_t is None else grad_x_t.t()), grad_w, grad_b, None, None, None, None, None
+        grad_y_t = _feature_major(grad_y, backend)
         # The input gradient first: a gather backend's transposed copy of the weights is freed before
         # grad_w exists.
-        if backend.fused:  # the input gradient's gathers transpose a row-major grad_y on the way
-            grad_y_t = _native_view(grad_y)
-            if ctx.needs_input_grad[0]:
-                grad_x_t, grad_y_t = backend.input_grad(grad_y_t, weight, fan_in_index, fan_out_right,
-                                                        fan_out_position, x.t() if ctx.input_relu else None)
-                grad_x = grad_x_t.t()
-            elif grad_y_t.stride(1) != 1:
-                grad_y_t = _transposed(grad_y)
-        else:
-            grad_y_t = _feature_major(grad_y, backend)
-            if ctx.needs_input_grad[0]:
-                grad_x = backend.input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position).t()
-        if backend.fused and ctx.needs_input_grad[1]:
-            grad_w, grad_b = backend.weight_grad(grad_y_t, x, fan_in_index, ctx.input_relu, want_bias)
-        elif ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[0]:
+            grad_x = backend.input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position).t()
+        if ctx.needs_input_grad[1]:
             grad_w = backend.weight_grad(grad_y_t, x, fan_in_index)
         if want_bias and grad_b is None:
             grad_b = grad_y_t.sum(1)
@@ -281,14 +283,15 @@ class SparseLinearFunction(torch.autograd.Function):
 class StackedSparseLinearFunction(torch.autograd.Function):
     """R junctions of the same shape in one call, on feature-major stacks: x_t (R, N_i, B) -> (R, N_{i+1}, B).
 
-    The products of `NATIVE_BACKEND` on 3-D operands, so every run's numbers are bit-for-bit those of
-    `SparseLinearFunction` on it: the native kernels compute each output in the same order whatever R, and
-    the weight gradient sums over the whole batch as the single layer does. CPU, float32, native kernels, fixed fan-out only (`predsparse.nn.stacked`).
+    The native kernels of a single layer's step on 3-D operands, so every run's numbers are bit-for-bit
+    those of `SparseLinearFunction` on it: the kernels compute each output in the same order whatever R
+    (row by row or on packed tiles), and the weight gradient sums over the whole batch as the single layer
+    does. CPU, float32, native kernels, fixed fan-out only (`predsparse.nn.stacked`).
     """
 
     @staticmethod
     def forward(ctx, x_t, weight, bias, fan_in_index, fan_out_right, fan_out_position, input_relu: bool):
-        y_t, _ = _native_forward(x_t, weight, fan_in_index, bias, input_relu)
+        y_t = _stacked_forward(x_t, weight, fan_in_index, bias, input_relu)
         ctx.save_for_backward(x_t, weight, fan_in_index, fan_out_right, fan_out_position)
         ctx.input_relu = input_relu
         return y_t
@@ -300,10 +303,10 @@ class StackedSparseLinearFunction(torch.autograd.Function):
         grad_y_t = grad_y_t.contiguous()
         grad_x_t = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x_t, _ = _native_input_grad(grad_y_t, weight, fan_in_index, fan_out_right, fan_out_position,
-                                             x_t if ctx.input_relu else None)
+            grad_x_t = _stacked_input_grad(grad_y_t, weight, fan_out_right, fan_out_position,
+                                           x_t if ctx.input_relu else None)
         if ctx.needs_input_grad[1]:
-            grad_w, grad_b = _native_weight_grad(grad_y_t, x_t, fan_in_index, ctx.input_relu, True)
+            grad_w, grad_b = _stacked_weight_grad(grad_y_t, x_t, fan_in_index, ctx.input_relu)
         return grad_x_t, grad_w, grad_b, None, None, None, None
 
 

@@ -6,6 +6,9 @@ stacked layers (3-D, a leading R), in the feature-major layout described there:
     gather_reduce(src_t (N, B), index (M, K) int32, coef (M, K))        -> (M, B)  (or coef[coef_index])
     connection_dots(a_t (M, B), x_t (N, B), index (M, K) int32, out)    -> (M, K), out += if accumulate
 
+and a SparseLinear layer's whole forward and whole backward, each in one call on the same loops
+(`layer_forward`, `layer_backward`: x and grad_y in any layout, their transposes done on the way).
+
 `AVAILABLE` says whether the extension was built; `STATUS` says which kernels run and, if they are not
 the native ones, why (no compiler at install time, a build for another Python, ...).
 """
@@ -73,9 +76,11 @@ def _pointer(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-# Sources from this size up (N_i x B floats of one layer) are gathered from packed tiles (`_native.c`'s
-# gather_tiles); smaller ones row by row, where they stay in L2 anyway and the packing would cost more than
-# it saves (measured by benchmarks/sparse_linear.py --tiles: TODO).
+# Sources from this size up (N x B floats of one layer) are gathered from packed tiles (`_native.c`'s
+# gather_tiles); smaller ones row by row, where they stay in L2 anyway and the packing costs more than it
+# saves. `benchmarks/sparse_linear.py --tiles` (benchmarks/measured/sparse_linear_tiles_cpu.csv, a 2 MB L2
+# per core): tiles / rows 0.98-1.24 at 1024 source rows (1 MiB at batch 256), 0.82-0.85 at 2048 (2 MiB),
+# 0.72-0.74 at 4096.
 TILED_SOURCE_BYTES = 2 * 2**20
 
 
@@ -184,6 +189,68 @@ def connection_dots(a_t: torch.Tensor, x_t: torch.Tensor, index: torch.Tensor, o
                             shape[-1], a_t.shape[-1], a_ld, x_ld, a_r, x_r, index_r, out_r, _pointer(row_sums),
                             sums_r, int(relu_src), int(accumulate), torch.get_num_threads())
     return out
+
+
+def _readable(x: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
+    """(x_t, ld, batch_major) for a 2-D (B, N) x: x_t = x.t() (N, B) as the kernels read it, feature-major
+    (rows ld floats apart) or batch-major (samples ld floats apart); a copy's where x is neither (an
+    expanded gradient, a strided slice)."""
+    x_t = x.t()
+    rows, cols = x_t.stride()
+    if cols == 1 or x_t.shape[1] == 1:
+        return x_t, rows, False
+    if rows == 1 or x_t.shape[0] == 1:
+        return x_t, cols, True
+    x = x.contiguous()
+    return x.t(), x.stride(0), True
+
+
+def layer_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fan_in_index: torch.Tensor,
+                  relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A SparseLinear layer's forward in one native call, for a 2-D x (B, N_i) in any layout: (y_t, x_t),
+    y_t = W relu?(x)^T + b (N_{i+1}, B) and x_t x's contiguous feature-major (N_i, B) form for the backward
+    pass (x.t() itself if it is one, else the copy the gathers wrote on the way). The layer's buffers are
+    trusted (SparseLinear checked them); see gather_reduce for the general, checked primitive."""
+    x_t, ld, batch_major = _readable(x)
+    n_in, batch = x_t.shape
+    n_out, fan = fan_in_index.shape
+    threads = torch.get_num_threads()
+    tiled = _tiled(n_in, batch, 1, threads)
+    y_t = torch.empty((n_out, batch), dtype=x.dtype)
+    copy = torch.empty((n_in, batch), dtype=x.dtype) if batch_major else None
+    pack = torch.empty((threads, n_in, _native.PACK), dtype=x.dtype) if tiled else None
+    _native.layer_forward(y_t.data_ptr(), x_t.data_ptr(), fan_in_index.data_ptr(), weight.data_ptr(), _pointer(bias),
+                          _pointer(copy), _pointer(pack), n_in, n_out, fan, batch, ld, int(batch_major), int(relu),
+                          int(tiled), threads)
+    return y_t, (copy if batch_major else x_t)
+
+
+def layer_backward(grad_y: torch.Tensor, x_t: torch.Tensor, coef: torch.Tensor, coef_index: torch.Tensor | None,
+                   fan_in_index: torch.Tensor, fan_out_right: torch.Tensor, relu: bool, want_x: bool,
+                   want_w: bool, want_b: bool):
+    """A SparseLinear layer's backward in one native call: (grad_x_t (N_i, B), grad_w, grad_b), each None
+    where not wanted, from grad_y (B, N_{i+1}) in any layout and layer_forward's x_t. The input gradient's
+    coefficients are coef[coef_index] (the weights in fan-out order, read in place) or coef itself (padded
+    fan-outs: fan_out_weights's copy); with `relu` it is masked by the gradient of relu(x_t). grad_b comes
+    with grad_w (the row sums of the same pass), else from a sum of grad_y."""
+    gy_t, ld, batch_major = _readable(grad_y)
+    n_out, batch = gy_t.shape
+    n_in, fo = fan_out_right.shape
+    fi = fan_in_index.shape[1]
+    threads = torch.get_num_threads()
+    tiled = want_x and _tiled(n_out, batch, 1, threads)
+    grad_x_t = torch.empty((n_in, batch), dtype=grad_y.dtype) if want_x else None
+    grad_w = torch.empty((n_out, fi), dtype=grad_y.dtype) if want_w else None
+    grad_b = torch.empty(n_out, dtype=grad_y.dtype) if want_b and want_w else None
+    copy = torch.empty((n_out, batch), dtype=grad_y.dtype) if batch_major else None
+    pack = torch.empty((threads, n_out, _native.PACK), dtype=grad_y.dtype) if tiled else None
+    _native.layer_backward(_pointer(grad_x_t), _pointer(grad_w), _pointer(grad_b), gy_t.data_ptr(), _pointer(copy),
+                           _pointer(pack), x_t.data_ptr(), coef.data_ptr(), _pointer(coef_index),
+                           fan_in_index.data_ptr(), fan_out_right.data_ptr(), n_in, n_out, fi, fo, batch, ld,
+                           x_t.stride(0), int(batch_major), int(relu), int(tiled), threads)
+    if want_b and grad_b is None:
+        grad_b = (copy if batch_major else gy_t).sum(1)
+    return grad_x_t, grad_w, grad_b
 
 
 def mlp_step(table: torch.Tensor, layers: int, batch: int, ld: int, classes: int, x: torch.Tensor, x_ld: int,
