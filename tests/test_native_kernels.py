@@ -21,8 +21,10 @@ def _gather(monkeypatch, tiled: bool, *args, **kwargs):
 
 
 # batches: one sample, a tail shorter than a vector, several tiles with a short last one
-@pytest.mark.parametrize("n_in, n_out, fo, batch", [(64, 256, 32, 1), (300, 200, 20, 37), (256, 64, 8, 150),
-                                                    (96, 96, 12, 2 * 64)])
+SHAPES = [(64, 256, 32, 1), (300, 200, 20, 37), (256, 64, 8, 150), (96, 96, 12, 2 * 64)]
+
+
+@pytest.mark.parametrize("n_in, n_out, fo, batch", SHAPES)
 @pytest.mark.parametrize("relu", [False, True])
 def test_tiles_equal_rows_bit_for_bit(monkeypatch, n_in, n_out, fo, batch, relu):
     layer = _layer(n_in, n_out, fo)
@@ -35,13 +37,37 @@ def test_tiles_equal_rows_bit_for_bit(monkeypatch, n_in, n_out, fo, batch, relu)
     src = torch.relu(x) if relu else x
     assert torch.allclose(rows, torch.where(mask > 0, src[:, index.long()].mul(weight).sum(-1).t() + bias[:, None], 0.0),
                           atol=1e-5)
-    for tiled in (False, True):
-        feature_major = _gather(monkeypatch, tiled, x.t().contiguous(), index, weight, bias=bias, mask=mask,
-                                relu_src=relu)
-        out, copy = _gather(monkeypatch, tiled, x.t(), index, weight, bias=bias, mask=mask, relu_src=relu,
-                            source_copy=True)  # a batch-major source, transposed on the way
-        assert torch.equal(feature_major, rows) and torch.equal(out, rows)
-        assert copy.is_contiguous() and torch.equal(copy, x.t())
+    tiles = _gather(monkeypatch, True, x.t().contiguous(), index, weight, bias=bias, mask=mask, relu_src=relu)
+    assert torch.equal(tiles, rows)
+
+
+@pytest.mark.parametrize("n_in, n_out, fo, batch", SHAPES)
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("tiled", [False, True])
+def test_layer_calls_are_the_primitives_bit_for_bit(monkeypatch, n_in, n_out, fo, batch, relu, tiled):
+    """layer_forward and layer_backward, from batch-major (row-major) and feature-major operands, row by row
+    and on tiles (which transpose a batch-major source on the way), equal gather_reduce and connection_dots
+    on the feature-major copies, and hand back those copies."""
+    layer = _layer(n_in, n_out, fo)
+    weight, bias, index = layer.weight.detach(), layer.bias.detach(), layer.fan_in_index
+    right, position = layer.fan_out_right, layer.fan_out_position
+    x, grad_y = torch.randn(batch, n_in), torch.randn(batch, n_out)
+    x[x.abs() < 0.3] = 0.0
+    x_t, grad_y_t = x.t().contiguous(), grad_y.t().contiguous()
+    y_t = _gather(monkeypatch, False, x_t, index, weight, bias=bias, relu_src=relu)
+    grad_x_t = _gather(monkeypatch, False, grad_y_t, right, weight, coef_index=position, mask=x_t if relu else None)
+    sums = torch.empty(n_out)
+    grad_w = native.connection_dots(grad_y_t, x_t, index, relu_src=relu, row_sums=sums)
+    monkeypatch.setattr(native, "_tiled", lambda *sizes: tiled)
+    for source, gradient in ((x, grad_y), (x_t.t(), grad_y_t.t())):  # batch-major, then feature-major
+        out, copy = native.layer_forward(source, weight, bias, index, relu)
+        assert torch.equal(out, y_t) and torch.equal(copy, x_t) and (copy.stride(1) == 1 or batch == 1)
+        gx, gw, gb = native.layer_backward(gradient, copy, weight, position, index, right, relu, True, True, True)
+        assert torch.equal(gx, grad_x_t) and torch.equal(gw, grad_w) and torch.equal(gb, sums)
+    gx, gw, gb = native.layer_backward(grad_y, x_t, weight, position, index, right, relu, False, True, False)
+    assert gx is None and gb is None and torch.equal(gw, grad_w)
+    gx, gw, gb = native.layer_backward(grad_y, x_t, weight, position, index, right, relu, True, False, True)
+    assert torch.equal(gx, grad_x_t) and gw is None and torch.allclose(gb, grad_y.sum(0), atol=1e-5)
 
 
 @pytest.mark.parametrize("tiled", [False, True])

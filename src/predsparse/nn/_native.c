@@ -4,8 +4,9 @@
  *                   (or coef[r, coef_index[r, i, k]]: the weights read in another order where they lie)
  *   connection_dots out[r, i, k] (+)= sum_b a[r, i, b] * src[r, index[r, i, k], b]  (row_sums[r, i] = sum_b a)
  *
- * and, built on them, mlp_step: a whole SGD step (or evaluation batch) of an MLP in one call
- * (_native_step.h; predsparse.nn.fused drives it).
+ * and, built on them, a SparseLinear layer's forward and backward, one call each (layer_forward,
+ * layer_backward: a batch-major x or grad_y transposed inside), and mlp_step: a whole SGD step (or
+ * evaluation batch) of an MLP in one call (_native_step.h; predsparse.nn.fused drives it).
  *
  * Fused options, each saving a pass over an (N, B) activation: src read through a ReLU (the previous
  * layer's activation), a bias added, the output zeroed where a mask (the ReLU's input) is <= 0 (the
@@ -30,7 +31,9 @@
  *
  * Limit: each multiply-add of gather_reduce loads one gathered float, and a random row is rarely in L1,
  * so the loops run at the core's L2/L3 bandwidth (measured: about a third of dense sgemm's multiply-add
- * rate), not at its FMA rate.
+ * rate), not at its FMA rate. A source beyond L2 is gathered from packed tiles of the batch instead
+ * (gather_tiles: a tile of every source row copied into one contiguous buffer per thread, which stays in
+ * L2), the same sums in the same order.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -238,15 +241,15 @@ static PyObject *run_released(Worker worker, const Problem *p, int threads) {
 static PyObject *py_gather_reduce(PyObject *self, PyObject *args) {
     Problem p = {0};
     int threads, tiled;
-    if (!PyArg_ParseTuple(args, "O&O&O&O&O&nnnnnnnnnnO&nO&nniinO&nO&nnii", as_pointer, &p.out, as_pointer, &p.src,
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&nnnnnnnnnnO&nO&nniinO&i", as_pointer, &p.out, as_pointer, &p.src,
                           as_pointer, &p.index, as_pointer, &p.coef, as_pointer, &p.coef_index, &p.layers, &p.rows,
                           &p.fan, &p.batch, &p.src_ld, &p.out_ld, &p.src_stride_r, &p.out_stride_r, &p.index_stride_r,
                           &p.coef_stride_r, as_pointer, &p.bias, &p.bias_stride_r, as_pointer, &p.mask, &p.mask_ld,
-                          &p.mask_stride_r, &p.relu_src, &tiled, &p.src_rows, as_pointer, &p.pack, &p.pack_stride,
-                          as_pointer, &p.copy, &p.copy_ld, &p.copy_stride_r, &p.src_batch_major, &threads))
+                          &p.mask_stride_r, &p.relu_src, &tiled, &p.src_rows, as_pointer, &p.pack, &threads))
         return NULL;
     if (!tiled)
         return run_released(gather_rows, &p, threads);
+    p.pack_stride = p.src_rows * pack_width();
     Py_BEGIN_ALLOW_THREADS
     run_items(gather_tiles, &p, p.layers * ((p.batch + pack_width() - 1) / pack_width()), threads);
     Py_END_ALLOW_THREADS
@@ -397,9 +400,8 @@ static PyMethodDef methods[] = {
     {"gather_reduce", py_gather_reduce, METH_VARARGS,
      "gather_reduce(out, src, index, coef, coef_index, layers, rows, fan, batch, src_ld, out_ld, src_stride_r, out_stride_r, "
      "index_stride_r, coef_stride_r, bias, bias_stride_r, mask, mask_ld, mask_stride_r, relu_src, tiled, src_rows, "
-     "pack, pack_stride, copy, copy_ld, copy_stride_r, src_batch_major, threads): raw pointers (0: none) and sizes; "
-     "tiled: on packed tiles of PACK samples (buffers of src_rows x PACK floats per thread at pack); see "
-     "predsparse.nn.native."},
+     "pack, threads): raw pointers (0: none) and sizes; tiled: on packed tiles of PACK samples (buffers of "
+     "src_rows x PACK floats per thread at pack); see predsparse.nn.native."},
     {"connection_dots", py_connection_dots, METH_VARARGS,
      "connection_dots(out, a, src, index, layers, rows, fan, batch, a_ld, src_ld, a_stride_r, src_stride_r, "
      "index_stride_r, out_stride_r, row_sums, row_sums_stride_r, relu_src, accumulate, threads): raw pointers "

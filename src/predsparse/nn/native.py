@@ -90,31 +90,17 @@ def _tiled(src_rows: int, batch: int, layers: int, threads: int) -> bool:
 
 
 def gather_reduce(src_t: torch.Tensor, index: torch.Tensor, coef: torch.Tensor, bias: torch.Tensor | None = None,
-                  mask: torch.Tensor | None = None, relu_src: bool = False, coef_index: torch.Tensor | None = None,
-                  source_copy: bool = False):
+                  mask: torch.Tensor | None = None, relu_src: bool = False,
+                  coef_index: torch.Tensor | None = None) -> torch.Tensor:
     """out[r, i, b] = sum_k c[r, i, k] * f(src_t[r, index[r, i, k], b]) (+ bias[r, i]), zeroed where
     mask[r, i, b] <= 0; f is max(., 0) (NaN kept) if `relu_src`, else the identity. r is absent for 2-D
     operands; bias is (R, M) or (M,), mask shaped like the output. c is coef, shaped like index, or with
     `coef_index` (shaped like index) c[r, i, k] = coef[r].flatten()[coef_index[r, i, k]]: a layer's input
-    gradient reads its weights in fan-out order so, without a transposed copy of them.
-
-    A 2-D src_t may also be the transpose of a batch-major (B, N) tensor (x.t()): it is then transposed on
-    the way, and `source_copy=True` returns (out, the contiguous feature-major copy of src_t) for later
-    products (a feature-major src_t is its own copy)."""
-    threads = torch.get_num_threads()
-    batch_major = src_t.dim() == 2 and src_t.shape[-1] > 1 and src_t.stride(-1) != 1 and src_t.stride(0) == 1
-    src_rows, batch = src_t.shape[-2], src_t.shape[-1]
-    layers = index.shape[0] if index.dim() == 3 else 1
-    tiled = _tiled(src_rows, batch, layers, threads)
-    if batch_major and not tiled:
-        src_t, batch_major = transpose(src_t.t()), False
-    copy = src_t.new_empty(src_t.shape) if batch_major and source_copy else None
-    if batch_major:
-        src_ld, src_r = src_t.stride(1), 0
-    else:
-        src_ld, src_r = _layout(src_t)
-        _check_rows("src_t", src_t)
+    gradient reads its weights in fan-out order so, without a transposed copy of them. Row by row, or on
+    packed tiles of the batch where the source is large (`_tiled`): the same results either way."""
+    src_ld, src_r = _layout(src_t)
     index_r = _layout(index)[1]
+    _check_rows("src_t", src_t)
     _check_index("index", index)
     coef = coef.contiguous()
     if coef_index is None:
@@ -127,6 +113,10 @@ def gather_reduce(src_t: torch.Tensor, index: torch.Tensor, coef: torch.Tensor, 
                              f"{coef_index.stride()} does not match index {tuple(index.shape)}, {index.stride()}")
     coef_r = _layout(coef)[1] if coef.dim() == index.dim() else 0
     shape = index.shape
+    src_rows, batch = src_t.shape[-2], src_t.shape[-1]
+    layers = shape[0] if len(shape) == 3 else 1
+    threads = torch.get_num_threads()
+    tiled = _tiled(src_rows, batch, layers, threads)
     out = src_t.new_empty((*shape[:-1], batch))
     out_ld, out_r = _layout(out)
     bias_r = mask_ld = mask_r = 0
@@ -142,10 +132,7 @@ def gather_reduce(src_t: torch.Tensor, index: torch.Tensor, coef: torch.Tensor, 
     _native.gather_reduce(out.data_ptr(), src_t.data_ptr(), index.data_ptr(), coef.data_ptr(), _pointer(coef_index),
                           layers, shape[-2], shape[-1], batch, src_ld, out_ld, src_r, out_r, index_r, coef_r,
                           _pointer(bias), bias_r, _pointer(mask), mask_ld, mask_r, int(relu_src), int(tiled),
-                          src_rows, _pointer(pack), src_rows * _native.PACK, _pointer(copy), batch, 0,
-                          int(batch_major), threads)
-    if source_copy:
-        return out, copy if batch_major else src_t
+                          src_rows, _pointer(pack), threads)
     return out
 
 
