@@ -13,7 +13,9 @@ The default cases are the targets of the throughput issue: 1024x1024 at 0.78 / 6
 at 0.78 / 6.25 %, the Morse junctions 64->1024 and 1024->64 at 12.5 %. `--sweep` times 4096->512,
 1024->1024 and 4096->4096 at 0.2 % to 50 % instead; `--dispatch` SparseLinear forced onto gathers and
 onto dense blocks at 1/8 to 7/8 (the measurement behind DENSE_DISPATCH_DENSITY); `--tiles` its native
-gathers forced row by row and onto packed tiles (the measurement behind native.TILED_SOURCE_BYTES).
+gathers forced row by row and onto packed tiles (the measurement behind native.TILED_SOURCE_BYTES);
+`--parts` where SparseLinear's step goes: the time inside each native call and outside them (Python,
+autograd, allocation), at the issue's cases and a tiny layer.
 
 Times are the minimum over interleaved rounds (every round times each method once, after an untimed step
 of the same method, so a noisy neighbour slows all methods alike); a speed-up is dense's best time over
@@ -29,7 +31,7 @@ whose malloc returns every freed block above 64 KiB to the system, so the peak r
 exact; on CUDA it is the peak of torch's allocator. `--threads 1 --cpu-time` times by the process's CPU
 time, for a CPU shared with other jobs.
 
-Writes results/benchmarks/sparse_linear[_sweep|_dispatch|_tiles][_cuda_<dtype>].csv and .png and prints each
+Writes results/benchmarks/sparse_linear[_sweep|_dispatch|_tiles|_parts][_cuda_<dtype>].csv and .png and prints each
 target with the value reached; `--markdown CSV` prints the README's table of such a CSV.
 
     python benchmarks/sparse_linear.py               # the issue's cases (minutes)
@@ -38,6 +40,7 @@ target with the value reached; `--markdown CSV` prints the README's table of suc
     python benchmarks/sparse_linear.py --sweep       # density sweep, three layers
     python benchmarks/sparse_linear.py --dispatch    # gathers vs dense blocks, 1/8 to 7/8
     python benchmarks/sparse_linear.py --tiles       # native gathers row by row vs packed tiles
+    python benchmarks/sparse_linear.py --parts       # time inside and outside the native calls
     python benchmarks/sparse_linear.py --device cuda --dtype bfloat16
 """
 
@@ -210,6 +213,50 @@ def time_methods(methods, n_in, n_out, fo, batch, rounds, device, dtype, feature
     return times
 
 
+class _TimedNative:
+    """Stands in for the native module: every call runs the real one and adds its wall time to `spent`."""
+
+    def __init__(self, real):
+        self.real, self.spent = real, {}
+
+    def __getattr__(self, name):
+        function = getattr(self.real, name)
+        if not callable(function):
+            return function
+
+        def timed_call(*args):
+            start = time.perf_counter()
+            try:
+                return function(*args)
+            finally:
+                self.spent[name] = self.spent.get(name, 0.0) + time.perf_counter() - start
+
+        return timed_call
+
+
+def time_parts(n_in, n_out, fo, batch, steps, rounds, dtype, feature_major) -> dict:
+    """Where a SparseLinear step's time goes: the best of `rounds` mean step times over `steps` steps, and
+    in that round the time spent inside each native call and outside them (Python, autograd, allocation)."""
+    x, grad_y = step_inputs(batch, n_in, n_out, torch.device("cpu"), dtype, feature_major)
+    step = make_step("sparse", n_in, n_out, fo, x, grad_y)
+    real, best = native._native, None
+    try:
+        for _ in range(rounds):
+            native._native = timer = _TimedNative(real)
+            step()
+            timer.spent.clear()
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            total = (time.perf_counter() - start) / steps * 1e3
+            if best is None or total < best["step_ms"]:
+                best = {"step_ms": total, **{f"{name}_ms": t / steps * 1e3 for name, t in timer.spent.items()}}
+    finally:
+        native._native = real
+    best["outside_native_ms"] = best["step_ms"] - sum(v for k, v in best.items() if k != "step_ms")
+    return {k: round(v, 4) for k, v in best.items()}
+
+
 def _resident(key: str) -> int:
     return int(re.search(rf"{key}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
 
@@ -377,6 +424,28 @@ def plot(table: pd.DataFrame, path: Path) -> bool:
     return True
 
 
+PARTS_CASES = [(16, 16, 0.125, None), *CASES]  # a tiny layer: the step's fixed cost
+
+
+def run_parts(args, dtype) -> int:
+    rows = []
+    for n_in, n_out, density, _ in PARTS_CASES:
+        fo = nearest_fanout(n_in, n_out, density)
+        batch = min(args.batch, 16) if n_in * n_out <= 256 else args.batch
+        parts = time_parts(n_in, n_out, fo, batch, 2000 if n_in * n_out <= 256 else 50, args.rounds or 5, dtype,
+                           args.feature_major)
+        rows.append({"threads": torch.get_num_threads(), "kernels": native.STATUS, "n_in": n_in, "n_out": n_out,
+                     "batch": batch, "fo": fo, "density": fo / n_out, **parts})
+        inside = ", ".join(f"{k[:-3]} {v:.3f}" for k, v in parts.items() if k not in ("step_ms", "outside_native_ms"))
+        print(f"{n_in}->{n_out} density {fo / n_out:.4f} batch {batch}: step {parts['step_ms']:.3f} ms; native calls "
+              f"{inside}; outside them {parts['outside_native_ms']:.3f} ms", flush=True)
+    name = "sparse_linear_parts" + ("_feature_major" if args.feature_major else "")
+    with atomic_path(args.out / f"{name}.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    print(f"wrote {args.out / name}.csv")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1024x1024 and the Morse junctions, 3 rounds")
@@ -384,6 +453,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dispatch", action="store_true", help="gathers vs dense blocks (DENSE_DISPATCH_DENSITY)")
     parser.add_argument("--tiles", action="store_true",
                         help="native gathers row by row vs on packed tiles (native.TILED_SOURCE_BYTES)")
+    parser.add_argument("--parts", action="store_true",
+                        help="where SparseLinear's step time goes: inside each native call and outside them")
     parser.add_argument("--markdown", type=Path, metavar="CSV", help="print the Markdown table of a CSV of this "
                         "benchmark (the README's speed table) and exit")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -422,10 +493,12 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.cpu_time and (device.type != "cpu" or torch.get_num_threads() != 1):
         parser.error("--cpu-time needs --device cpu --threads 1 (CPU time of several threads is not a duration)")
-    if (args.dispatch or args.tiles) and device.type != "cpu":
-        parser.error("--dispatch and --tiles measure CPU rules; use --device cpu")
-    if args.tiles and not native.AVAILABLE:
-        parser.error(f"--tiles times the native kernels: {native.STATUS}")
+    if (args.dispatch or args.tiles or args.parts) and device.type != "cpu":
+        parser.error("--dispatch, --tiles and --parts measure the CPU path; use --device cpu")
+    if (args.tiles or args.parts) and not native.AVAILABLE:
+        parser.error(f"--tiles and --parts time the native kernels: {native.STATUS}")
+    if args.parts:
+        return run_parts(args, dtype)
     if args.dispatch:
         cases = [(n_in, n_out, d, None) for n_in, n_out in DISPATCH_LAYERS for d in DISPATCH_DENSITIES]
         methods = DISPATCH_METHODS

@@ -474,3 +474,37 @@ def test_tiles_benchmark_forces_each_way_and_restores_the_rule(monkeypatch):
     for method, tiled in (("rows", 0), ("tiles", 1), ("rows", 0)):
         bench.make_step(method, 64, 32, 4, x, grad_y)()
         assert seen[-1] == tiled and native._tiled is rule
+
+
+def test_a_step_is_one_native_call_per_pass(monkeypatch):
+    """`benchmarks/sparse_linear.py --parts` times the native calls inside a step: a layer fed row-major data
+    makes exactly one call for its forward and one for its backward (the transposes inside them)."""
+    import importlib.util
+    from pathlib import Path
+
+    if not native.AVAILABLE:
+        pytest.skip(native.STATUS)
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_sparse_linear_parts", repo / "benchmarks/sparse_linear.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.syspath_prepend(str(repo / "benchmarks"))
+    spec.loader.exec_module(bench)
+    real, calls = native._native, []
+    parts = bench.time_parts(64, 32, 4, 70, steps=3, rounds=2, dtype=torch.float32, feature_major=False)
+    assert native._native is real
+    assert set(parts) == {"step_ms", "layer_forward_ms", "layer_backward_ms", "outside_native_ms"}
+    assert parts["step_ms"] >= parts["layer_forward_ms"] + parts["layer_backward_ms"] > 0
+
+    class Count:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(real, name)
+
+    layer = random_layer(64, 32, 4)
+    x = torch.randn(70, 64, requires_grad=True)
+    try:
+        native._native = Count()
+        layer(x).backward(torch.randn(70, 32))
+    finally:
+        native._native = real
+    assert [c for c in calls if c != "PACK"] == ["layer_forward", "layer_backward"]
