@@ -195,8 +195,8 @@ def _readable(x: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
 def layer_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fan_in_index: torch.Tensor,
                   relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """A SparseLinear layer's forward in one native call, for a 2-D x (B, N_i) in any layout: (y_t, x_t),
-    y_t = W relu?(x)^T + b (N_{i+1}, B) and x_t x's contiguous feature-major (N_i, B) form for the backward
-    pass (x.t() itself if it is one, else the copy the gathers wrote on the way). The layer's buffers are
+    y_t = W relu?(x)^T + b (N_{i+1}, B) and x_t, x's feature-major (N_i, B) form (rows contiguous) for the
+    backward pass: x.t() itself if it is one, else the copy the gathers wrote on the way. The layer's buffers are
     trusted (SparseLinear checked them); see gather_reduce for the general, checked primitive."""
     x_t, ld, batch_major = _readable(x)
     n_in, batch = x_t.shape
