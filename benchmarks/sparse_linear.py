@@ -234,12 +234,25 @@ class _TimedNative:
         return timed_call
 
 
+class _NoopNative:
+    """Stands in for the native module: every call returns at once (outputs keep their contents)."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def __getattr__(self, name):
+        value = getattr(self.real, name)
+        return (lambda *args: None) if callable(value) else value
+
+
 def time_parts(n_in, n_out, fo, batch, steps, rounds, dtype, feature_major) -> dict:
     """Where a SparseLinear step's time goes: the best of `rounds` mean step times over `steps` steps, and
-    in that round the time spent inside each native call and outside them (Python, autograd, allocation)."""
+    in that round the time spent inside each native call and outside them (Python, autograd, allocation);
+    and the same step with every native call a no-op (`noop_step_ms`): what the code outside the calls
+    costs when the kernels have not just filled the caches with the step's data."""
     x, grad_y = step_inputs(batch, n_in, n_out, torch.device("cpu"), dtype, feature_major)
     step = make_step("sparse", n_in, n_out, fo, x, grad_y)
-    real, best = native._native, None
+    real, best, noop = native._native, None, math.inf
     try:
         for _ in range(rounds):
             native._native = timer = _TimedNative(real)
@@ -251,9 +264,16 @@ def time_parts(n_in, n_out, fo, batch, steps, rounds, dtype, feature_major) -> d
             total = (time.perf_counter() - start) / steps * 1e3
             if best is None or total < best["step_ms"]:
                 best = {"step_ms": total, **{f"{name}_ms": t / steps * 1e3 for name, t in timer.spent.items()}}
+            native._native = _NoopNative(real)
+            step()
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            noop = min(noop, (time.perf_counter() - start) / steps * 1e3)
     finally:
         native._native = real
     best["outside_native_ms"] = best["step_ms"] - sum(v for k, v in best.items() if k != "step_ms")
+    best["noop_step_ms"] = noop
     return {k: round(v, 4) for k, v in best.items()}
 
 
@@ -436,9 +456,11 @@ def run_parts(args, dtype) -> int:
                            args.feature_major)
         rows.append({"threads": torch.get_num_threads(), "kernels": native.STATUS, "n_in": n_in, "n_out": n_out,
                      "batch": batch, "fo": fo, "density": fo / n_out, **parts})
-        inside = ", ".join(f"{k[:-3]} {v:.3f}" for k, v in parts.items() if k not in ("step_ms", "outside_native_ms"))
+        inside = ", ".join(f"{k[:-3]} {v:.3f}" for k, v in parts.items()
+                           if k not in ("step_ms", "outside_native_ms", "noop_step_ms"))
         print(f"{n_in}->{n_out} density {fo / n_out:.4f} batch {batch}: step {parts['step_ms']:.3f} ms; native calls "
-              f"{inside}; outside them {parts['outside_native_ms']:.3f} ms", flush=True)
+              f"{inside}; outside them {parts['outside_native_ms']:.3f} ms; with no-op calls "
+              f"{parts['noop_step_ms']:.3f} ms", flush=True)
     name = "sparse_linear_parts" + ("_feature_major" if args.feature_major else "")
     with atomic_path(args.out / f"{name}.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
