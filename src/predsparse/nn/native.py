@@ -79,8 +79,8 @@ def _pointer(t: torch.Tensor | None) -> int:
 # Sources from this size up (N x B floats of one layer) are gathered from packed tiles (`_native.c`'s
 # gather_tiles); smaller ones row by row, where they stay in L2 anyway and the packing costs more than it
 # saves. `benchmarks/sparse_linear.py --tiles` (benchmarks/measured/sparse_linear_tiles_cpu.csv, a 2 MB L2
-# per core): tiles / rows 0.98-1.10 at 1024 source rows (1 MiB at batch 256), 0.80-0.88 at 2048 (2 MiB),
-# 0.66-0.69 at 4096.
+# per core): tiles / rows 0.93-1.23 at 1024 source rows (1 MiB at batch 256), 0.87-0.90 at 2048 (2 MiB),
+# 0.70-0.72 at 4096.
 TILED_SOURCE_BYTES = 2 * 2**20
 
 
