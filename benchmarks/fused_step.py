@@ -33,6 +33,7 @@ from predsparse.nn import native
 from predsparse.nn.fused import FusedMLP
 from predsparse.nn.models import build_model
 from predsparse.patterns import generate_pattern
+from native_stand_ins import NoopNative  # benchmarks/native_stand_ins.py, beside this script
 
 # The fan-out pairs of config/morse.yaml's random runs (Fig. 3a, 3b, 3c).
 FANOUTS = [(16, 1), (32, 2), (64, 4), (128, 8), (256, 16), (512, 32), (16, 31), (128, 24), (496, 1), (16, 63),
@@ -45,16 +46,6 @@ def _sgd(model):
     return torch.optim.SGD([{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": 1e-4},
                             {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}],
                            lr=0.01, momentum=0.9)
-
-
-class _NoProducts:
-    """Stands in for the native module: every product returns at once (the output keeps its contents)."""
-
-    ISA = "none"
-    PACK = 64
-
-    def __getattr__(self, name):
-        return lambda *args: None
 
 
 def _best(step, rounds: int, steps: int) -> float:
@@ -92,7 +83,8 @@ def time_fanouts(fanouts, rounds: int, steps: int, batch: int = 256) -> list[dic
     times = {"autograd": _best(autograd, rounds, steps),
              "fused": _best(lambda i: fused.step(x, y, picks(i), checked=True), rounds, steps)}
     if tuple(fanouts) == (128, 8):
-        real, native._native = native._native, _NoProducts()
+        real = native._native
+        native._native = NoopNative(real)
         try:
             times["autograd_no_products"] = _best(autograd, rounds, steps)
         finally:

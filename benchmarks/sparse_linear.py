@@ -66,6 +66,7 @@ from predsparse.allocator import keep_freed_memory
 from predsparse.io import atomic_path, atomic_savefig
 from predsparse.nn import MaskedLinear, SparseLinear, functional, native
 from predsparse.patterns import generate_pattern, valid_fanouts
+from native_stand_ins import NoopNative, TimedNative  # benchmarks/native_stand_ins.py, beside this script
 from plotting import pyplot_or_none  # benchmarks/plotting.py, beside this script
 
 # (N_i, N_{i+1}, density, the issue's target speed-up over dense of SparseLinear's step)
@@ -213,38 +214,6 @@ def time_methods(methods, n_in, n_out, fo, batch, rounds, device, dtype, feature
     return times
 
 
-class _TimedNative:
-    """Stands in for the native module: every call runs the real one and adds its wall time to `spent`."""
-
-    def __init__(self, real):
-        self.real, self.spent = real, {}
-
-    def __getattr__(self, name):
-        function = getattr(self.real, name)
-        if not callable(function):
-            return function
-
-        def timed_call(*args):
-            start = time.perf_counter()
-            try:
-                return function(*args)
-            finally:
-                self.spent[name] = self.spent.get(name, 0.0) + time.perf_counter() - start
-
-        return timed_call
-
-
-class _NoopNative:
-    """Stands in for the native module: every call returns at once (outputs keep their contents)."""
-
-    def __init__(self, real):
-        self.real = real
-
-    def __getattr__(self, name):
-        value = getattr(self.real, name)
-        return (lambda *args: None) if callable(value) else value
-
-
 def time_parts(n_in, n_out, fo, batch, steps, rounds, dtype, feature_major) -> dict:
     """Where a SparseLinear step's time goes: the best of `rounds` mean step times over `steps` steps, and
     in that round the time spent inside each native call and outside them (Python, autograd, allocation);
@@ -255,7 +224,7 @@ def time_parts(n_in, n_out, fo, batch, steps, rounds, dtype, feature_major) -> d
     real, best, noop = native._native, None, math.inf
     try:
         for _ in range(rounds):
-            native._native = timer = _TimedNative(real)
+            native._native = timer = TimedNative(real)
             step()
             timer.spent.clear()
             start = time.perf_counter()
@@ -264,7 +233,7 @@ def time_parts(n_in, n_out, fo, batch, steps, rounds, dtype, feature_major) -> d
             total = (time.perf_counter() - start) / steps * 1e3
             if best is None or total < best["step_ms"]:
                 best = {"step_ms": total, **{f"{name}_ms": t / steps * 1e3 for name, t in timer.spent.items()}}
-            native._native = _NoopNative(real)
+            native._native = NoopNative(real)
             step()
             start = time.perf_counter()
             for _ in range(steps):

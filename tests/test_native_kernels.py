@@ -3,16 +3,11 @@
 import pytest
 import torch
 
-from predsparse.nn import SparseLinear, native
+from layers import random_layer
+from predsparse.nn import native
 from predsparse.nn.functional import fan_out_weights
-from predsparse.patterns import generate_pattern
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason=native.STATUS)
-
-
-def _layer(n_in, n_out, fo, seed=0):
-    torch.manual_seed(seed)
-    return SparseLinear.from_pattern(generate_pattern([n_in, n_out], [fo], "random", seed), 0)
 
 
 def _gather(monkeypatch, tiled: bool, *args, **kwargs):
@@ -27,7 +22,7 @@ SHAPES = [(64, 256, 32, 1), (300, 200, 20, 37), (256, 64, 8, 150), (96, 96, 12, 
 @pytest.mark.parametrize("n_in, n_out, fo, batch", SHAPES)
 @pytest.mark.parametrize("relu", [False, True])
 def test_tiles_equal_rows_bit_for_bit(monkeypatch, n_in, n_out, fo, batch, relu):
-    layer = _layer(n_in, n_out, fo)
+    layer = random_layer(n_in, n_out, fo)
     weight, bias, index = layer.weight.detach(), layer.bias.detach(), layer.fan_in_index
     x = torch.randn(batch, n_in)
     x[x.abs() < 0.3] = 0.0
@@ -48,7 +43,7 @@ def test_layer_calls_are_the_primitives_bit_for_bit(monkeypatch, n_in, n_out, fo
     """layer_forward and layer_backward, from batch-major (row-major) and feature-major operands, row by row
     and on tiles (which transpose a batch-major source on the way), equal gather_reduce and connection_dots
     on the feature-major copies, and hand back those copies."""
-    layer = _layer(n_in, n_out, fo)
+    layer = random_layer(n_in, n_out, fo)
     weight, bias, index = layer.weight.detach(), layer.bias.detach(), layer.fan_in_index
     right, position = layer.fan_out_right, layer.fan_out_position
     x, grad_y = torch.randn(batch, n_in), torch.randn(batch, n_out)
@@ -72,7 +67,7 @@ def test_layer_calls_are_the_primitives_bit_for_bit(monkeypatch, n_in, n_out, fo
 
 @pytest.mark.parametrize("tiled", [False, True])
 def test_weights_read_through_fan_out_positions_equal_their_copy(monkeypatch, tiled):
-    layer = _layer(128, 64, 16)
+    layer = random_layer(128, 64, 16)
     weight, right, position = layer.weight.detach(), layer.fan_out_right, layer.fan_out_position
     grad_y_t = torch.randn(64, 70)
     copied = _gather(monkeypatch, tiled, grad_y_t, right, fan_out_weights(weight, position))
@@ -85,7 +80,7 @@ def test_weights_read_through_fan_out_positions_equal_their_copy(monkeypatch, ti
 @pytest.mark.parametrize("tiled", [False, True])
 def test_stacked_tiles_are_each_layers_gather(monkeypatch, tiled):
     """R stacked layers (3-D operands) on either way equal each layer gathered alone."""
-    layers = [_layer(80, 40, 10, seed) for seed in range(3)]
+    layers = [random_layer(80, 40, 10, seed) for seed in range(3)]
     x_t = torch.randn(3, 80, 100)
     weight = torch.stack([layer.weight.detach() for layer in layers])
     index = torch.stack([layer.fan_in_index for layer in layers])
@@ -108,7 +103,7 @@ def test_layer_takes_any_gradient_and_input_layout(monkeypatch):
     """An expanded gradient (y.sum()) and a strided input slice: copied to a layout the kernels read."""
     for tiled in (False, True):
         monkeypatch.setattr(native, "_tiled", lambda *sizes, tiled=tiled: tiled)
-        layer = _layer(32, 16, 4)
+        layer = random_layer(32, 16, 4)
         wide = torch.randn(9, 64)
         x = wide[:, ::2].requires_grad_()
         layer(x).sum().backward()

@@ -14,12 +14,7 @@ from predsparse.nn import MaskedLinear, SparseLinear, layers_from_pattern
 from predsparse.nn import functional, native
 from predsparse.nn.functional import sparse_linear
 from predsparse.patterns import Pattern, generate_pattern, valid_fanouts
-
-
-def random_layer(n_in, n_out, fo, seed=0, bias=True, dtype=torch.float32):
-    torch.manual_seed(seed)
-    pattern = generate_pattern([n_in, n_out], [fo], "random", seed)
-    return SparseLinear.from_pattern(pattern, 0, bias=bias, dtype=dtype)
+from layers import random_layer
 
 
 def masked_twin(layer: SparseLinear) -> MaskedLinear:
@@ -414,11 +409,12 @@ def test_docstring_examples_run_on_every_cpu_path(cpu_path):
     assert test.examples and result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
 
 
-def test_fused_step_benchmark_times_both_paths_and_the_overhead():
+def test_fused_step_benchmark_times_both_paths_and_the_overhead(monkeypatch):
     import importlib.util
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(repo / "benchmarks"))  # as when run as a script: its sibling modules import
     spec = importlib.util.spec_from_file_location("bench_fused_step", repo / "benchmarks/fused_step.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -429,13 +425,14 @@ def test_fused_step_benchmark_times_both_paths_and_the_overhead():
     assert native.AVAILABLE and native._native.ISA != "none"  # the real kernels are back
 
 
-def test_readme_fused_step_table_is_the_committed_benchmark_csv():
+def test_readme_fused_step_table_is_the_committed_benchmark_csv(monkeypatch):
     """As the speed table: the README's fused-step table is benchmarks/fused_step.py's --markdown of its CSV."""
     import csv
     import importlib.util
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(repo / "benchmarks"))
     spec = importlib.util.spec_from_file_location("bench_fused_step_table", repo / "benchmarks/fused_step.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -61,8 +61,9 @@ typedef struct {
     Py_ssize_t row_sums_stride_r;
     /* gather_reduce on packed tiles (gather_tiles): the source's rows, whether it is batch-major (B, N)
      * (else feature-major (N, B)), one buffer of src_rows x PACK floats per thread (pack_stride apart), and
-     * where a batch-major source's feature-major copy goes (optional; rows copy_ld apart) */
-    Py_ssize_t src_rows, pack_stride, copy_ld, copy_stride_r;
+     * where a batch-major source's feature-major copy goes (optional; rows copy_ld apart; batch-major sources
+     * come one layer at a time) */
+    Py_ssize_t src_rows, pack_stride, copy_ld;
     int src_batch_major;
     float *pack, *copy;
     int relu_src; /* sources read through max(., 0): the ReLU of the previous layer, fused */
@@ -183,7 +184,6 @@ static Worker gather_tiles = gather_tiles_base;
 static StepRunner run_step = run_step_base;
 static const char *isa = "baseline";
 static int pack = 32; /* the chosen set's PACK */
-static inline Py_ssize_t pack_width(void) { return pack; }
 
 /* Point the workers at one instruction set's loops ("avx512f", "avx2+fma" or "baseline"): 1, or 0 if the CPU
  * lacks that set or the name is none of them (nothing changes then). */
@@ -238,6 +238,17 @@ static PyObject *run_released(Worker worker, const Problem *p, int threads) {
     Py_RETURN_NONE;
 }
 
+/* gather_reduce of a parsed problem: on packed tiles (one work item per layer and tile of PACK samples; p's
+ * pack, src_rows and, for a batch-major source, src_batch_major and copy set) or row by row. */
+static void run_gather(Problem *p, int tiled, int threads) {
+    if (!tiled) {
+        run_parallel(gather_rows, p, threads);
+        return;
+    }
+    p->pack_stride = p->src_rows * pack;
+    run_items(gather_tiles, p, p->layers * ((p->batch + pack - 1) / pack), threads);
+}
+
 static PyObject *py_gather_reduce(PyObject *self, PyObject *args) {
     Problem p = {0};
     int threads, tiled;
@@ -247,11 +258,8 @@ static PyObject *py_gather_reduce(PyObject *self, PyObject *args) {
                           &p.coef_stride_r, as_pointer, &p.bias, &p.bias_stride_r, as_pointer, &p.mask, &p.mask_ld,
                           &p.mask_stride_r, &p.relu_src, &tiled, &p.src_rows, as_pointer, &p.pack, &threads))
         return NULL;
-    if (!tiled)
-        return run_released(gather_rows, &p, threads);
-    p.pack_stride = p.src_rows * pack_width();
     Py_BEGIN_ALLOW_THREADS
-    run_items(gather_tiles, &p, p.layers * ((p.batch + pack_width() - 1) / pack_width()), threads);
+    run_gather(&p, tiled, threads);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -270,20 +278,14 @@ static void transpose_into(float *out, const float *src, Py_ssize_t rows, Py_ssi
  * to `copy` if given; else row by row, a batch-major source first transposed into `copy` (then required). */
 static void gather_layer(Problem *p, const float *src, Py_ssize_t src_rows, Py_ssize_t src_ld, int batch_major,
                          float *copy, int tiled, float *buf, int threads) {
-    p->layers = 1, p->out_ld = p->batch, p->src_rows = src_rows;
-    if (tiled) {
-        p->src = src, p->src_ld = src_ld, p->src_batch_major = batch_major;
-        p->copy = batch_major ? copy : NULL, p->copy_ld = p->batch;
-        p->pack = buf, p->pack_stride = src_rows * pack_width();
-        run_items(gather_tiles, p, (p->batch + pack_width() - 1) / pack_width(), threads);
-        return;
-    }
-    if (batch_major) {
+    p->layers = 1, p->out_ld = p->batch, p->src_rows = src_rows, p->pack = buf;
+    if (batch_major && !tiled) {
         transpose_into(copy, src, p->batch, src_rows, src_ld, threads);
-        src = copy, src_ld = p->batch;
+        src = copy, src_ld = p->batch, batch_major = 0;
     }
-    p->src = src, p->src_ld = src_ld;
-    run_parallel(gather_rows, p, threads);
+    p->src = src, p->src_ld = src_ld, p->src_batch_major = batch_major;
+    p->copy = batch_major ? copy : NULL, p->copy_ld = p->batch;
+    run_gather(p, tiled, threads);
 }
 
 /* A SparseLinear layer's forward in one call: y_t (N_out, B) = W relu?(x) + b, x feature-major or
@@ -352,16 +354,6 @@ static PyObject *py_connection_dots(PyObject *self, PyObject *args) {
     return run_released(dots_rows, &p, threads);
 }
 
-static PyObject *py_transpose(PyObject *self, PyObject *args) {
-    Problem p = {0};
-    int threads;
-    if (!PyArg_ParseTuple(args, "O&O&nnnni", as_pointer, &p.out, as_pointer, &p.src, &p.batch, &p.rows, &p.src_ld,
-                          &p.out_ld, &threads))
-        return NULL;
-    p.layers = 1;
-    return run_released(transpose_rows, &p, threads);
-}
-
 static PyObject *py_use_isa(PyObject *self, PyObject *args) {
     const char *name;
     if (!PyArg_ParseTuple(args, "s", &name))
@@ -395,8 +387,6 @@ static PyMethodDef methods[] = {
     {"use_isa", py_use_isa, METH_VARARGS,
      "use_isa(name) -> bool: run the loops of instruction set `name` (avx512f, avx2+fma, baseline) from now on; "
      "False (and no change) if the CPU lacks it."},
-    {"transpose", py_transpose, METH_VARARGS,
-     "transpose(out, src, rows, cols, src_ld, out_ld, threads): out (cols, rows) = src (rows, cols)^T."},
     {"gather_reduce", py_gather_reduce, METH_VARARGS,
      "gather_reduce(out, src, index, coef, coef_index, layers, rows, fan, batch, src_ld, out_ld, src_stride_r, out_stride_r, "
      "index_stride_r, coef_stride_r, bias, bias_stride_r, mask, mask_ld, mask_stride_r, relu_src, tiled, src_rows, "

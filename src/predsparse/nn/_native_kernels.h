@@ -132,7 +132,7 @@ static void CAT(pack_tile, ISA)(const Problem *p, Py_ssize_t r, Py_ssize_t b0, P
     for (; u0 < w; u0++)
         for (Py_ssize_t n = 0; n < n_src; n++) buf[n * PACK + u0] = src[(b0 + u0) * ld + n];
     if (p->copy) {
-        float *copy = p->copy + r * p->copy_stride_r + b0;
+        float *copy = p->copy + b0;
         for (Py_ssize_t n = 0; n < n_src; n++) memcpy(copy + n * p->copy_ld, buf + n * PACK, w * sizeof(float));
     }
 }

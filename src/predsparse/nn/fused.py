@@ -25,8 +25,9 @@ fan-in and fan-out and a bias, float32 on the CPU (`predsparse.nn.stacked.native
 connections. Anything else trains on the autograd path. It gathers at every density: the layer's switch to
 dense blocks from density 0.35 (`DENSE_DISPATCH_DENSITY`) pays off against the autograd path's gathers, not
 against this step, on the Morse configurations of config/morse.yaml (densities up to 98 %) but one:
-fo (16, 63), junction 2 at 98 %, where the fused step measured 1.04-1.22x the autograd step's time in
-three runs (the README's table is `benchmarks/fused_step.py`'s; one run of the preset, some 5-10 s).
+fo (16, 63), junction 2 at 98 %, where the fused step measured 0.88-1.22x the autograd step's time over
+five runs on two days (the README's table is `benchmarks/fused_step.py`'s; one run of the preset, some
+5-10 s).
 Larger nets were not measured.
 
 Momentum buffers live where torch's SGD keeps them, `optimizer.state[p]["momentum_buffer"]`, so a

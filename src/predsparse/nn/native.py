@@ -89,6 +89,11 @@ def _tiled(src_rows: int, batch: int, layers: int, threads: int) -> bool:
     return src_rows * batch * 4 >= TILED_SOURCE_BYTES and layers * -(-batch // _native.PACK) >= threads
 
 
+def _pack_buffers(tiled: bool, threads: int, src_rows: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """The packed tiles' workspace, one src_rows x PACK buffer per thread (None when not tiled)."""
+    return torch.empty((threads, src_rows, _native.PACK), dtype=dtype) if tiled else None
+
+
 def gather_reduce(src_t: torch.Tensor, index: torch.Tensor, coef: torch.Tensor, bias: torch.Tensor | None = None,
                   mask: torch.Tensor | None = None, relu_src: bool = False,
                   coef_index: torch.Tensor | None = None) -> torch.Tensor:
@@ -128,21 +133,11 @@ def gather_reduce(src_t: torch.Tensor, index: torch.Tensor, coef: torch.Tensor, 
         if mask.shape != out.shape:
             raise ValueError(f"native kernels: mask of shape {tuple(mask.shape)} does not match the output {tuple(out.shape)}")
         mask_ld, mask_r = _layout(mask)
-    pack = src_t.new_empty((threads, src_rows, _native.PACK)) if tiled else None
+    pack = _pack_buffers(tiled, threads, src_rows, src_t.dtype)
     _native.gather_reduce(out.data_ptr(), src_t.data_ptr(), index.data_ptr(), coef.data_ptr(), _pointer(coef_index),
                           layers, shape[-2], shape[-1], batch, src_ld, out_ld, src_r, out_r, index_r, coef_r,
                           _pointer(bias), bias_r, _pointer(mask), mask_ld, mask_r, int(relu_src), int(tiled),
                           src_rows, _pointer(pack), threads)
-    return out
-
-
-def transpose(x: torch.Tensor) -> torch.Tensor:
-    """x.t().contiguous() for a 2-D x with contiguous rows, in register tiles on all threads (torch's copy
-    is single-threaded and element by element: 4-6x slower at (256, 1024))."""
-    _check_rows("x", x)
-    rows, cols = x.shape
-    out = x.new_empty((cols, rows))
-    _native.transpose(out.data_ptr(), x.data_ptr(), rows, cols, x.stride(0), rows, torch.get_num_threads())
     return out
 
 
@@ -205,7 +200,7 @@ def layer_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     tiled = _tiled(n_in, batch, 1, threads)
     y_t = torch.empty((n_out, batch), dtype=x.dtype)
     copy = torch.empty((n_in, batch), dtype=x.dtype) if batch_major else None
-    pack = torch.empty((threads, n_in, _native.PACK), dtype=x.dtype) if tiled else None
+    pack = _pack_buffers(tiled, threads, n_in, x.dtype)
     _native.layer_forward(y_t.data_ptr(), x_t.data_ptr(), fan_in_index.data_ptr(), weight.data_ptr(), _pointer(bias),
                           _pointer(copy), _pointer(pack), n_in, n_out, fan, batch, ld, int(batch_major), int(relu),
                           int(tiled), threads)
@@ -230,7 +225,7 @@ def layer_backward(grad_y: torch.Tensor, x_t: torch.Tensor, coef: torch.Tensor, 
     grad_w = torch.empty((n_out, fi), dtype=grad_y.dtype) if want_w else None
     grad_b = torch.empty(n_out, dtype=grad_y.dtype) if want_b and want_w else None
     copy = torch.empty((n_out, batch), dtype=grad_y.dtype) if batch_major else None
-    pack = torch.empty((threads, n_out, _native.PACK), dtype=grad_y.dtype) if tiled else None
+    pack = _pack_buffers(tiled, threads, n_out, grad_y.dtype)
     _native.layer_backward(_pointer(grad_x_t), _pointer(grad_w), _pointer(grad_b), gy_t.data_ptr(), _pointer(copy),
                            _pointer(pack), x_t.data_ptr(), coef.data_ptr(), _pointer(coef_index),
                            fan_in_index.data_ptr(), fan_out_right.data_ptr(), n_in, n_out, fi, fo, batch, ld,
