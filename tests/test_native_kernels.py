@@ -56,13 +56,16 @@ def test_layer_calls_are_the_primitives_bit_for_bit(monkeypatch, n_in, n_out, fo
     monkeypatch.setattr(native, "_tiled", lambda *sizes: tiled)
     for source, gradient in ((x, grad_y), (x_t.t(), grad_y_t.t())):  # batch-major, then feature-major
         out, copy = native.layer_forward(source, weight, bias, index, relu)
-        assert torch.equal(out, y_t) and torch.equal(copy, x_t) and (copy.stride(1) == 1 or batch == 1)
+        # outputs and the kept input are (B, N) tensors laid out feature-major, not views
+        assert out._base is None and (out.stride(0) == 1 or batch == 1) and torch.equal(out.t(), y_t)
+        assert torch.equal(copy.t(), x_t) and (copy.stride(0) == 1 or batch == 1)
         gx, gw, gb = native.layer_backward(gradient, copy, weight, position, index, right, relu, True, True, True)
-        assert torch.equal(gx, grad_x_t) and torch.equal(gw, grad_w) and torch.equal(gb, sums)
-    gx, gw, gb = native.layer_backward(grad_y, x_t, weight, position, index, right, relu, False, True, False)
+        assert gx._base is None and (gx.stride(0) == 1 or batch == 1)
+        assert torch.equal(gx.t(), grad_x_t) and torch.equal(gw, grad_w) and torch.equal(gb, sums)
+    gx, gw, gb = native.layer_backward(grad_y, x_t.t(), weight, position, index, right, relu, False, True, False)
     assert gx is None and gb is None and torch.equal(gw, grad_w)
-    gx, gw, gb = native.layer_backward(grad_y, x_t, weight, position, index, right, relu, True, False, True)
-    assert torch.equal(gx, grad_x_t) and gw is None and torch.allclose(gb, grad_y.sum(0), atol=1e-5)
+    gx, gw, gb = native.layer_backward(grad_y, x_t.t(), weight, position, index, right, relu, True, False, True)
+    assert torch.equal(gx.t(), grad_x_t) and gw is None and torch.allclose(gb, grad_y.sum(0), atol=1e-5)
 
 
 @pytest.mark.parametrize("tiled", [False, True])

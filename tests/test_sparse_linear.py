@@ -128,6 +128,22 @@ def test_gradcheck_float64_cpu(cpu_path):
     assert torch.autograd.gradcheck(lambda x, w, b: sparse_linear(x, w, b, *index), (x, layer.weight, layer.bias))
 
 
+def test_gradients_under_create_graph_are_right_and_differentiating_them_again_is_an_error(cpu_path):
+    """A backward pass with create_graph=True gives the usual gradients, but the products behind them are
+    not differentiable again: a second differentiation raises instead of returning wrong numbers (here
+    through grad_y, which a loss's own graph would make differentiable)."""
+    layer = random_layer(24, 12, 3)
+    x = torch.randn(5, 24, requires_grad=True)
+    grad_y = torch.randn(5, 12, requires_grad=True)
+    plain = torch.autograd.grad(layer(x), [x, layer.weight], grad_y)
+    graph = torch.autograd.grad(layer(x), [x, layer.weight], grad_y, create_graph=True)
+    for a, b in zip(plain, graph):
+        torch.testing.assert_close(a, b)
+    assert graph[0].requires_grad
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        graph[0].sum().backward()
+
+
 def test_stack_of_sparse_layers_keeps_feature_major_layout():
     first, second = random_layer(32, 16, 2, seed=1), random_layer(16, 8, 4, seed=2)
     model = nn.Sequential(first, nn.ReLU(), second)

@@ -37,15 +37,17 @@ input gradient already masked by it, so a hidden layer's activation costs no pas
 `StackedSparseLinearFunction` runs R junctions of one shape (R runs trained together) in one call.
 
 Layout: the gathers read feature-major (N, B) tensors, whose gathered rows are contiguous runs of the
-batch. The output is returned as the (B, N_{i+1}) transpose of such a tensor, and an input that already is
-such a transpose (the output of a previous SparseLinear, through element-wise activations) is used without
-a copy: a stack of sparse layers never transposes its activations, a row-major input (or grad_y) costs one
-transpose, which the native kernels do inside the same call (on packed tiles: tile by tile, in L2).
-Like any transposed view, the output needs `.contiguous()` before `.view()`; `.reshape()` works as is.
+batch. The output is a (B, N_{i+1}) tensor laid out so (strides (1, B); the native kernels allocate it so,
+the other backends return the transposed view), and an input laid out so (the output of a previous
+SparseLinear, through element-wise activations) is used without a copy: a stack of sparse layers never
+transposes its activations, a row-major input (or grad_y) costs one transpose, which the native kernels
+do inside the same call (on packed tiles: tile by tile, in L2). Like any such tensor, the output needs
+`.contiguous()` before `.view()`; `.reshape()` works as is.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Callable, NamedTuple
@@ -124,16 +126,17 @@ def _fan_out_coefficients(weight, fan_out_position) -> tuple[torch.Tensor, torch
 
 
 def _native_layer_forward(x, weight, fan_in_index, bias, input_relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y_t, x_t): y_t = W relu?(x)^T + b and x's feature-major copy (`native.layer_forward`), for x (B, N_i)."""
+    """(y, x_fm): y = relu?(x) W^T + b and x laid out feature-major (`native.layer_forward`), for x (B, N_i);
+    both (B, N) tensors with strides (1, B)."""
     return native.layer_forward(x, weight.contiguous(), None if bias is None else bias.contiguous(), fan_in_index,
                                 input_relu)
 
 
-def _native_layer_backward(grad_y, x_t, weight, fan_in_index, fan_out_right, fan_out_position, input_relu: bool,
+def _native_layer_backward(grad_y, x_fm, weight, fan_in_index, fan_out_right, fan_out_position, input_relu: bool,
                            want_x: bool, want_w: bool, want_b: bool) -> tuple:
-    """(grad_x_t, grad_w, grad_b) (`native.layer_backward`), None where not wanted."""
+    """(grad_x, grad_w, grad_b) (`native.layer_backward`), None where not wanted."""
     coef, coef_index = _fan_out_coefficients(weight.contiguous(), fan_out_position)
-    return native.layer_backward(grad_y, x_t, coef, coef_index, fan_in_index, fan_out_right, input_relu, want_x,
+    return native.layer_backward(grad_y, x_fm, coef, coef_index, fan_in_index, fan_out_right, input_relu, want_x,
                                  want_w, want_b)
 
 
@@ -227,8 +230,22 @@ def _feature_major(x: torch.Tensor, backend: Backend) -> torch.Tensor:
     return x.t().contiguous() if backend.contiguous else x.t()
 
 
+def _once_differentiable(backward: Callable) -> Callable:
+    """torch's `once_differentiable` where it acts: grad mode is on in a backward pass only under
+    create_graph=True, and there its wrapper makes differentiating these products again (they are not
+    differentiable twice) an error. Otherwise it adds only a no_grad block and a call, some 10 us of a
+    0.2 ms step, and is skipped."""
+    wrapped = once_differentiable(backward)
+
+    @functools.wraps(backward)
+    def run(ctx, *grads):
+        return wrapped(ctx, *grads) if torch.is_grad_enabled() else backward(ctx, *grads)
+
+    return run
+
+
 class SparseLinearFunction(torch.autograd.Function):
-    """y = relu?(x) W^T + b over 2-D x (B, N_i); returns a (B, N_{i+1}) transposed view (module docstring).
+    """y = relu?(x) W^T + b over 2-D x (B, N_i); returns (B, N_{i+1}) laid out feature-major (module docstring).
 
     `input_relu` (fused backends only): x is read through a ReLU, and the input gradient comes back
     times the ReLU's gradient, so the previous layer's activation needs no pass of its own either way.
@@ -237,33 +254,35 @@ class SparseLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, fan_in_index, fan_out_right, fan_out_position, backend: Backend,
                 input_relu: bool = False):
-        if backend.fused:  # one native call, which transposes a row-major x on the way
-            y_t, x_t = backend.forward(x, weight, fan_in_index, bias, input_relu)
+        # x is kept feature-major (a copy of a row-major x; for the dense path x itself): the weight gradient
+        # reads it. Transposing pieces of a row-major x in backward instead (which spared B N_i floats at
+        # densities where the weights outnumber x) made the dots run over short batches: 1.8x slower at
+        # 1024x1024, 25 %.
+        if backend.fused:  # one native call, which transposes a row-major x on the way; y and x_fm come as
+            y, x_fm = backend.forward(x, weight, fan_in_index, bias, input_relu)  # (B, N) tensors, not views
         else:
             x_t = _feature_major(x, backend)
             y_t = backend.forward(x_t, weight, fan_in_index)
             if bias is not None:
                 y_t.add_(bias[:, None])
-        # The feature-major copy is kept (for the dense path x_t is x itself): the weight gradient reads it.
-        # Transposing pieces of a row-major x in backward instead (which spared B N_i floats at densities
-        # where the weights outnumber x) made the dots run over short batches: 1.8x slower at 1024x1024, 25 %.
-        ctx.save_for_backward(x_t.t(), weight, fan_in_index, fan_out_right, fan_out_position)
+            x_fm, y = x_t.t(), y_t.t()
+        ctx.save_for_backward(x_fm, weight, fan_in_index, fan_out_right, fan_out_position)
         ctx.backend, ctx.input_relu = backend, input_relu
         ctx.has_bias = bias is not None
-        return y_t.t()
+        return y
 
     @staticmethod
-    @once_differentiable
+    @_once_differentiable
     def backward(ctx, grad_y):
         x, weight, fan_in_index, fan_out_right, fan_out_position = ctx.saved_tensors
         backend = ctx.backend
         grad_x = grad_w = grad_b = None
         want_bias = ctx.has_bias and ctx.needs_input_grad[2]
         if backend.fused:  # one native call, which transposes a row-major grad_y on the way
-            grad_x_t, grad_w, grad_b = backend.backward(grad_y, x.t(), weight, fan_in_index, fan_out_right,
-                                                        fan_out_position, ctx.input_relu, ctx.needs_input_grad[0],
-                                                        ctx.needs_input_grad[1], want_bias)
-            return (None if grad_x_t is None else grad_x_t.t()), grad_w, grad_b, None, None, None, None, None
+            grad_x, grad_w, grad_b = backend.backward(grad_y, x, weight, fan_in_index, fan_out_right,
+                                                      fan_out_position, ctx.input_relu, ctx.needs_input_grad[0],
+                                                      ctx.needs_input_grad[1], want_bias)
+            return grad_x, grad_w, grad_b, None, None, None, None, None
         grad_y_t = _feature_major(grad_y, backend)
         # The input gradient first: a gather backend's transposed copy of the weights is freed before
         # grad_w exists.
@@ -293,7 +312,7 @@ class StackedSparseLinearFunction(torch.autograd.Function):
         return y_t
 
     @staticmethod
-    @once_differentiable
+    @_once_differentiable
     def backward(ctx, grad_y_t):
         x_t, weight, fan_in_index, fan_out_right, fan_out_position = ctx.saved_tensors
         grad_y_t = grad_y_t.contiguous()

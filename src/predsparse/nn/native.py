@@ -174,65 +174,71 @@ def connection_dots(a_t: torch.Tensor, x_t: torch.Tensor, index: torch.Tensor, o
 
 
 def _readable(x: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
-    """(x_t, ld, batch_major) for a 2-D (B, N) x: x_t = x.t() (N, B) as the kernels read it, feature-major
-    (rows ld floats apart) or batch-major (samples ld floats apart); a copy's where x is neither (an
-    expanded gradient, a strided slice)."""
-    x_t = x.t()
-    rows, cols = x_t.stride()
-    if cols == 1 or x_t.shape[1] == 1:
-        return x_t, rows, False
-    if rows == 1 or x_t.shape[0] == 1:
-        return x_t, cols, True
+    """(x, ld, batch_major) for a 2-D (B, N) x as the kernels read it: feature-major (sample b of feature n
+    at n * ld + b) or batch-major (at b * ld + n); a contiguous copy where x is neither (an expanded
+    gradient, a strided slice). (Strides, not a transposed view: a view costs microseconds per call.)"""
+    batch_stride, feature_stride = x.stride()
+    batch, features = x.shape
+    if batch_stride == 1 or batch == 1:
+        return x, feature_stride, False
+    if feature_stride == 1 or features == 1:
+        return x, batch_stride, True
     x = x.contiguous()
-    return x.t(), x.stride(0), True
+    return x, x.stride(0), True
+
+
+def _feature_major_empty(batch: int, features: int, dtype: torch.dtype) -> torch.Tensor:
+    """A new (B, N) tensor laid out feature-major (strides (1, B)): what a transposed (N, B) one would be,
+    without the view."""
+    return torch.empty_strided((batch, features), (1, batch), dtype=dtype)
 
 
 def layer_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fan_in_index: torch.Tensor,
                   relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """A SparseLinear layer's forward in one native call, for a 2-D x (B, N_i) in any layout: (y_t, x_t),
-    y_t = W relu?(x)^T + b (N_{i+1}, B) and x_t, x's feature-major (N_i, B) form (rows contiguous) for the
-    backward pass: x.t() itself if it is one, else the copy the gathers wrote on the way. The layer's buffers are
+    """A SparseLinear layer's forward in one native call, for a 2-D x (B, N_i) in any layout: (y, x_fm),
+    y = relu?(x) W^T + b (B, N_{i+1}) laid out feature-major, and x_fm, x laid out feature-major for the
+    backward pass: x itself if it is, else the copy the gathers wrote on the way. The layer's buffers are
     trusted (SparseLinear checked them); see gather_reduce for the general, checked primitive."""
-    x_t, ld, batch_major = _readable(x)
-    n_in, batch = x_t.shape
+    x, ld, batch_major = _readable(x)
+    batch, n_in = x.shape
     n_out, fan = fan_in_index.shape
     threads = torch.get_num_threads()
     tiled = _tiled(n_in, batch, 1, threads)
-    y_t = torch.empty((n_out, batch), dtype=x.dtype)
-    copy = torch.empty((n_in, batch), dtype=x.dtype) if batch_major else None
+    y = _feature_major_empty(batch, n_out, x.dtype)
+    copy = _feature_major_empty(batch, n_in, x.dtype) if batch_major else None
     pack = _pack_buffers(tiled, threads, n_in, x.dtype)
-    _native.layer_forward(y_t.data_ptr(), x_t.data_ptr(), fan_in_index.data_ptr(), weight.data_ptr(), _pointer(bias),
+    _native.layer_forward(y.data_ptr(), x.data_ptr(), fan_in_index.data_ptr(), weight.data_ptr(), _pointer(bias),
                           _pointer(copy), _pointer(pack), n_in, n_out, fan, batch, ld, int(batch_major), int(relu),
                           int(tiled), threads)
-    return y_t, (copy if batch_major else x_t)
+    return y, (copy if batch_major else x)
 
 
-def layer_backward(grad_y: torch.Tensor, x_t: torch.Tensor, coef: torch.Tensor, coef_index: torch.Tensor | None,
+def layer_backward(grad_y: torch.Tensor, x_fm: torch.Tensor, coef: torch.Tensor, coef_index: torch.Tensor | None,
                    fan_in_index: torch.Tensor, fan_out_right: torch.Tensor, relu: bool, want_x: bool,
                    want_w: bool, want_b: bool):
-    """A SparseLinear layer's backward in one native call: (grad_x_t (N_i, B), grad_w, grad_b), each None
-    where not wanted, from grad_y (B, N_{i+1}) in any layout and layer_forward's x_t. The input gradient's
-    coefficients are coef[coef_index] (the weights in fan-out order, read in place) or coef itself (padded
-    fan-outs: fan_out_weights's copy); with `relu` it is masked by the gradient of relu(x_t). grad_b comes
-    with grad_w (the row sums of the same pass), else from a sum of grad_y."""
-    gy_t, ld, batch_major = _readable(grad_y)
-    n_out, batch = gy_t.shape
+    """A SparseLinear layer's backward in one native call: (grad_x (B, N_i) laid out feature-major, grad_w,
+    grad_b), each None where not wanted, from grad_y (B, N_{i+1}) in any layout and layer_forward's x_fm.
+    The input gradient's coefficients are coef[coef_index] (the weights in fan-out order, read in place) or
+    coef itself (padded fan-outs: fan_out_weights's copy); with `relu` it is masked by the gradient of
+    relu(x_fm). grad_b comes with grad_w (the row sums of the same pass), else from a sum of grad_y."""
+    grad_y, ld, batch_major = _readable(grad_y)
+    batch, n_out = grad_y.shape
     n_in, fo = fan_out_right.shape
     fi = fan_in_index.shape[1]
     threads = torch.get_num_threads()
     tiled = want_x and _tiled(n_out, batch, 1, threads)
-    grad_x_t = torch.empty((n_in, batch), dtype=grad_y.dtype) if want_x else None
+    grad_x = _feature_major_empty(batch, n_in, grad_y.dtype) if want_x else None
     grad_w = torch.empty((n_out, fi), dtype=grad_y.dtype) if want_w else None
     grad_b = torch.empty(n_out, dtype=grad_y.dtype) if want_b and want_w else None
     copy = torch.empty((n_out, batch), dtype=grad_y.dtype) if batch_major else None
     pack = _pack_buffers(tiled, threads, n_out, grad_y.dtype)
-    _native.layer_backward(_pointer(grad_x_t), _pointer(grad_w), _pointer(grad_b), gy_t.data_ptr(), _pointer(copy),
-                           _pointer(pack), x_t.data_ptr(), coef.data_ptr(), _pointer(coef_index),
+    _native.layer_backward(_pointer(grad_x), _pointer(grad_w), _pointer(grad_b), grad_y.data_ptr(), _pointer(copy),
+                           _pointer(pack), x_fm.data_ptr(), coef.data_ptr(), _pointer(coef_index),
                            fan_in_index.data_ptr(), fan_out_right.data_ptr(), n_in, n_out, fi, fo, batch, ld,
-                           x_t.stride(0), int(batch_major), int(relu), int(tiled), threads)
+                           x_fm.stride(1), int(batch_major), int(relu), int(tiled), threads)
     if want_b and grad_b is None:
-        grad_b = (copy if batch_major else gy_t).sum(1)
-    return grad_x_t, grad_w, grad_b
+        grad_b = copy.sum(1) if batch_major else grad_y.sum(0)
+    return grad_x, grad_w, grad_b
 
 
 def mlp_step(table: torch.Tensor, layers: int, batch: int, ld: int, classes: int, x: torch.Tensor, x_ld: int,
