@@ -15,7 +15,8 @@ at 0.78 / 6.25 %, the Morse junctions 64->1024 and 1024->64 at 12.5 %. `--sweep`
 onto dense blocks at 1/8 to 7/8 (the measurement behind DENSE_DISPATCH_DENSITY); `--tiles` its native
 gathers forced row by row and onto packed tiles (the measurement behind native.TILED_SOURCE_BYTES);
 `--parts` where SparseLinear's step goes: the time inside each native call and outside them (Python,
-autograd, allocation), at the issue's cases and a tiny layer.
+autograd, allocation), the step with no-op native calls, and the step of an autograd function that computes
+nothing (torch's share), at the issue's cases and a tiny layer.
 
 Times are the minimum over interleaved rounds (every round times each method once, after an untimed step
 of the same method, so a noisy neighbour slows all methods alike); a speed-up is dense's best time over
@@ -214,14 +215,35 @@ def time_methods(methods, n_in, n_out, fo, batch, rounds, device, dtype, feature
     return times
 
 
+class EmptyLayerFunction(torch.autograd.Function):
+    """A layer's autograd function that computes nothing (uninitialised output and gradients): what torch's
+    machinery alone costs a step of any layer written as a Python autograd function."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, n_out):
+        ctx.shapes = x.shape, weight.shape, bias.shape
+        return x.new_empty(x.shape[0], n_out)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return (*(grad_y.new_empty(shape) for shape in ctx.shapes), None)
+
+
 def time_parts(n_in, n_out, fo, batch, steps, rounds, dtype, feature_major) -> dict:
     """Where a SparseLinear step's time goes: the best of `rounds` mean step times over `steps` steps, and
     in that round the time spent inside each native call and outside them (Python, autograd, allocation);
-    and the same step with every native call a no-op (`noop_step_ms`): what the code outside the calls
-    costs when the kernels have not just filled the caches with the step's data."""
+    the same step with every native call a no-op (`noop_step_ms`): what the code outside the calls costs
+    when the kernels have not just filled the caches with the step's data; and the step of
+    EmptyLayerFunction on the same operands (`autograd_floor_ms`): the part of that which is torch's."""
     x, grad_y = step_inputs(batch, n_in, n_out, torch.device("cpu"), dtype, feature_major)
     step = make_step("sparse", n_in, n_out, fo, x, grad_y)
-    real, best, noop = native._native, None, math.inf
+    layer = build("sparse", n_in, n_out, fo, x.device, x.dtype)
+    operands = [x, layer.weight, layer.bias]
+
+    def empty_step():
+        torch.autograd.grad(EmptyLayerFunction.apply(*operands, n_out), operands, grad_y)
+
+    real, best, noop, floor = native._native, None, math.inf, math.inf
     try:
         for _ in range(rounds):
             native._native = timer = TimedNative(real)
@@ -239,10 +261,15 @@ def time_parts(n_in, n_out, fo, batch, steps, rounds, dtype, feature_major) -> d
             for _ in range(steps):
                 step()
             noop = min(noop, (time.perf_counter() - start) / steps * 1e3)
+            empty_step()
+            start = time.perf_counter()
+            for _ in range(steps):
+                empty_step()
+            floor = min(floor, (time.perf_counter() - start) / steps * 1e3)
     finally:
         native._native = real
     best["outside_native_ms"] = best["step_ms"] - sum(v for k, v in best.items() if k != "step_ms")
-    best["noop_step_ms"] = noop
+    best["noop_step_ms"], best["autograd_floor_ms"] = noop, floor
     return {k: round(v, 4) for k, v in best.items()}
 
 
@@ -426,10 +453,11 @@ def run_parts(args, dtype) -> int:
         rows.append({"threads": torch.get_num_threads(), "kernels": native.STATUS, "n_in": n_in, "n_out": n_out,
                      "batch": batch, "fo": fo, "density": fo / n_out, **parts})
         inside = ", ".join(f"{k[:-3]} {v:.3f}" for k, v in parts.items()
-                           if k not in ("step_ms", "outside_native_ms", "noop_step_ms"))
+                           if k not in ("step_ms", "outside_native_ms", "noop_step_ms", "autograd_floor_ms"))
         print(f"{n_in}->{n_out} density {fo / n_out:.4f} batch {batch}: step {parts['step_ms']:.3f} ms; native calls "
               f"{inside}; outside them {parts['outside_native_ms']:.3f} ms; with no-op calls "
-              f"{parts['noop_step_ms']:.3f} ms", flush=True)
+              f"{parts['noop_step_ms']:.3f} ms; an empty autograd function {parts['autograd_floor_ms']:.3f} ms",
+              flush=True)
     name = "sparse_linear_parts" + ("_feature_major" if args.feature_major else "")
     with atomic_path(args.out / f"{name}.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -505,9 +505,10 @@ def test_a_step_is_one_native_call_per_pass(monkeypatch):
     real, calls = native._native, []
     parts = bench.time_parts(64, 32, 4, 70, steps=3, rounds=2, dtype=torch.float32, feature_major=False)
     assert native._native is real
-    assert set(parts) == {"step_ms", "layer_forward_ms", "layer_backward_ms", "outside_native_ms", "noop_step_ms"}
+    assert set(parts) == {"step_ms", "layer_forward_ms", "layer_backward_ms", "outside_native_ms", "noop_step_ms",
+                          "autograd_floor_ms"}
     assert parts["step_ms"] >= parts["layer_forward_ms"] + parts["layer_backward_ms"] > 0
-    assert parts["noop_step_ms"] > 0
+    assert parts["noop_step_ms"] > 0 and parts["autograd_floor_ms"] > 0
 
     class Count:
         def __getattr__(self, name):

@@ -260,9 +260,9 @@ static void CAT(dots_rows, ISA)(const Problem *p, Py_ssize_t begin, Py_ssize_t e
 
 /* Rows [begin, end) of out (cols, rows) = src (rows, cols)^T, where rows = p->batch, cols = p->rows: the
  * source read a band of VL rows at a time, along its rows, each VL x VL tile transposed in registers and
- * stored as VL vectors, the edges element by element. (Reading the source down its columns instead, a
- * load every src_ld floats, mapped a tile column's lines to a few cache sets once src_ld is a multiple of
- * 1024: 256 x 1024 took 0.9 ms on a 32 KB 8-way L1 / 512 KB L2, four times torch's own transpose.) */
+ * stored as VL vectors, the edges element by element. (Reading it down its columns instead, a load every
+ * src_ld floats, with the tiles' columns extracted lane by lane: 20,000 transposes of 256 x 1024 took
+ * 3.95 s of a whole process against 3.5 s, start-up included, on an AVX2 core.) */
 static void CAT(transpose_rows, ISA)(const Problem *p, Py_ssize_t begin, Py_ssize_t end) {
     Py_ssize_t i0 = 0;
     for (; i0 + VL <= p->batch; i0 += VL) {
