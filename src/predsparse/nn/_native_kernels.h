@@ -161,7 +161,8 @@ static void CAT(pack_tile, ISA)(const Problem *p, Py_ssize_t r, Py_ssize_t b0, P
  * is gathered from it as gather_rows gathers a row: the same sums in the same order, so the same results
  * bit for bit. A random source row is then a run in a buffer of N x PACK floats that stays in L2, where a
  * feature-major (N, B) source wider than L2 serves each gathered stretch from L3 (benchmarks/sparse_linear.py
- * --tiles: 0.70-0.72 of the row-by-row step's time at 4096 source rows, 0.87-0.90 at 2048). */
+ * --tiles, 2 MB L2: 0.75-0.76 of the row-by-row step's time at 4096 source rows, 0.85-0.95 at 2048; see
+ * native.TILED_SOURCE_BYTES). */
 static void CAT(gather_tiles, ISA)(const Problem *p, Py_ssize_t begin, Py_ssize_t end) {
     const Py_ssize_t tiles = (p->batch + PACK - 1) / PACK;
 #ifdef _OPENMP
