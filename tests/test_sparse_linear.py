@@ -375,9 +375,11 @@ def test_layers_from_pattern_runs_constant_fan_in_csr_on_sparse_linear():
     assert isinstance(masked, MaskedLinear) and masked.mask.sum() == 48
 
 
-def test_readme_speed_table_is_the_committed_benchmark_csv(monkeypatch):
-    """The README's speed table cannot drift from the benchmark's output: it is its --markdown rendering."""
+def test_readme_speed_tables_are_the_committed_benchmark_csvs(monkeypatch):
+    """The README's speed tables (one per machine) cannot drift from the benchmark's output: each is the
+    --markdown rendering of the CSV its marker names."""
     import importlib.util
+    import re
     from pathlib import Path
 
     import pandas as pd
@@ -387,11 +389,13 @@ def test_readme_speed_table_is_the_committed_benchmark_csv(monkeypatch):
     spec = importlib.util.spec_from_file_location("bench_sparse_linear", repo / "benchmarks/sparse_linear.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    table = bench.markdown(pd.read_csv(repo / "benchmarks/measured/sparse_linear_cpu.csv"))
     readme = (repo / "README.md").read_text()
-    start = readme.index("<!-- speed table:")
-    block = readme[readme.index("\n", start) + 1:readme.index("<!-- end of speed table -->")]
-    assert block == table
+    blocks = re.findall(r"<!-- speed table: python benchmarks/sparse_linear.py --markdown (\S+) -->\n(.*?)"
+                        r"<!-- end of speed table -->", readme, flags=re.S)
+    assert sorted(csv for csv, _ in blocks) == ["benchmarks/measured/sparse_linear_cpu.csv",
+                                                "benchmarks/measured/sparse_linear_cpu_xeon.csv"]
+    for csv, block in blocks:
+        assert block == bench.markdown(pd.read_csv(repo / csv)), csv
 
 
 def test_without_the_native_build_the_layer_says_so_and_still_trains(tmp_path):
