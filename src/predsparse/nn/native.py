@@ -78,9 +78,10 @@ def _pointer(t: torch.Tensor | None) -> int:
 
 # Sources from this size up (N x B floats of one layer) are gathered from packed tiles (`_native.c`'s
 # gather_tiles); smaller ones row by row, where they stay in L2 anyway and the packing costs more than it
-# saves. `benchmarks/sparse_linear.py --tiles` on an Intel Xeon with a 2 MB L2 per core (at 00a39e7):
-# tiles / rows 0.96-1.22 at 1024 source rows (1 MiB at batch 256), 0.85-0.95 at 2048 (2 MiB), 0.75-0.76
-# at 4096; on an AMD EPYC with a 512 KB L2 (at 03b7aac, benchmarks/measured/sparse_linear_tiles_cpu.csv)
+# saves. `benchmarks/sparse_linear.py --tiles` on an Intel Xeon with a 2 MB L2 per core (at 5943bb9,
+# benchmarks/measured/sparse_linear_tiles_cpu_xeon.csv): tiles / rows 0.97-1.02 at 1024 source rows
+# (1 MiB at batch 256), 0.82-1.12 at 2048 (2 MiB), 0.76-0.82 at 4096 (at 00a39e7: 0.96-1.22, 0.85-0.95,
+# 0.75-0.76); on an AMD EPYC with a 512 KB L2 (at 03b7aac, benchmarks/measured/sparse_linear_tiles_cpu.csv)
 # 0.88-1.11, 1.00-1.10 and 0.94-1.05: there a tile of 4096 rows outgrows L2 too, and the rule matters little.
 TILED_SOURCE_BYTES = 2 * 2**20
 
