@@ -375,11 +375,21 @@ def test_layers_from_pattern_runs_constant_fan_in_csr_on_sparse_linear():
     assert isinstance(masked, MaskedLinear) and masked.mask.sum() == 48
 
 
+def _readme_tables(kind: str) -> list[tuple[str, str]]:
+    """(CSV, block) of every README table between `<!-- {kind} table: python benchmarks/<script> --markdown
+    <CSV> -->` and `<!-- end of {kind} table -->`."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    return re.findall(rf"<!-- {kind} table: python benchmarks/\S+ --markdown (\S+) -->\n(.*?)<!-- end of {kind} table -->",
+                      readme, flags=re.S)
+
+
 def test_readme_speed_tables_are_the_committed_benchmark_csvs(monkeypatch):
     """The README's speed tables (one per machine) cannot drift from the benchmark's output: each is the
     --markdown rendering of the CSV its marker names."""
     import importlib.util
-    import re
     from pathlib import Path
 
     import pandas as pd
@@ -389,9 +399,7 @@ def test_readme_speed_tables_are_the_committed_benchmark_csvs(monkeypatch):
     spec = importlib.util.spec_from_file_location("bench_sparse_linear", repo / "benchmarks/sparse_linear.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    readme = (repo / "README.md").read_text()
-    blocks = re.findall(r"<!-- speed table: python benchmarks/sparse_linear.py --markdown (\S+) -->\n(.*?)"
-                        r"<!-- end of speed table -->", readme, flags=re.S)
+    blocks = _readme_tables("speed")
     assert sorted(csv for csv, _ in blocks) == ["benchmarks/measured/sparse_linear_cpu.csv",
                                                 "benchmarks/measured/sparse_linear_cpu_xeon.csv"]
     for csv, block in blocks:
@@ -459,10 +467,7 @@ def test_readme_fused_step_table_is_the_committed_benchmark_csv(monkeypatch):
     with (repo / "benchmarks/measured/fused_step_cpu.csv").open(newline="") as handle:
         table = bench.markdown(list(csv.DictReader(handle)))
     assert "| (128, 8) | 12.5 / 12.5 % |" in table
-    readme = (repo / "README.md").read_text()
-    start = readme.index("<!-- fused step table:")
-    block = readme[readme.index("\n", start) + 1:readme.index("<!-- end of fused step table -->")]
-    assert block == table
+    assert _readme_tables("fused step") == [("benchmarks/measured/fused_step_cpu.csv", table)]
 
 
 def test_tiles_benchmark_forces_each_way_and_restores_the_rule(monkeypatch):
