@@ -129,6 +129,12 @@ static void run_items(Worker worker, const Problem *p, Py_ssize_t total, int thr
 /* Rows split evenly over the threads; each output row is one thread's. */
 static void run_parallel(Worker worker, const Problem *p, int threads) { run_items(worker, p, p->layers * p->rows, threads); }
 
+/* Rows [begin, end) of out (rows, fan) = coef[coef_index]: a layer's weights in fan-out order, copied once
+ * for an input gradient on packed tiles, which would read each of them indirectly once per tile. */
+static void copy_coef_rows(const Problem *p, Py_ssize_t begin, Py_ssize_t end) {
+    for (Py_ssize_t i = begin * p->fan; i < end * p->fan; i++) p->out[i] = p->coef[p->coef_index[i]];
+}
+
 /* One copy of the loops per instruction set (_native_kernels.h), the best one the CPU has chosen at import. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -308,20 +314,28 @@ static PyObject *py_layer_forward(PyObject *self, PyObject *args) {
 
 /* A SparseLinear layer's backward in one call, from grad_y (feature-major or batch-major; a batch-major one
  * is copied feature-major into gy_copy) and the saved feature-major input x_t: grad_x_t (N_in, B), the
- * fan-out gather with coefficients coef (or coef[coef_index]), masked by relu?(x_t)'s gradient; then grad_w
+ * fan-out gather with coefficients coef (or coef[coef_index], copied into coef_copy first where it is given:
+ * on packed tiles, so that the tiles read them in order), masked by relu?(x_t)'s gradient; then grad_w
  * (N_out, fi) and grad_b, the connection dots and row sums of grad_y. Outputs given as 0 are skipped. */
 static PyObject *py_layer_backward(PyObject *self, PyObject *args) {
-    float *grad_x, *grad_w, *grad_b, *gy_copy, *buf;
+    float *grad_x, *grad_w, *grad_b, *gy_copy, *buf, *coef_copy;
     const float *gy, *x_t, *coef;
     const int32_t *coef_index, *index, *right;
     Py_ssize_t n_in, n_out, fi, fo, batch, gy_ld, x_ld;
     int batch_major, relu, tiled, threads;
-    if (!PyArg_ParseTuple(args, "O&O&O&O&O&O&O&O&O&O&O&nnnnnnniiii", as_pointer, &grad_x, as_pointer, &grad_w,
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&O&O&O&O&O&O&O&nnnnnnniiii", as_pointer, &grad_x, as_pointer, &grad_w,
                           as_pointer, &grad_b, as_pointer, &gy, as_pointer, &gy_copy, as_pointer, &buf, as_pointer,
-                          &x_t, as_pointer, &coef, as_pointer, &coef_index, as_pointer, &index, as_pointer, &right,
-                          &n_in, &n_out, &fi, &fo, &batch, &gy_ld, &x_ld, &batch_major, &relu, &tiled, &threads))
+                          &x_t, as_pointer, &coef, as_pointer, &coef_index, as_pointer, &coef_copy, as_pointer,
+                          &index, as_pointer, &right, &n_in, &n_out, &fi, &fo, &batch, &gy_ld, &x_ld, &batch_major,
+                          &relu, &tiled, &threads))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
+    if (grad_x && coef_index && coef_copy) {
+        Problem c = {0};
+        c.out = coef_copy, c.coef = coef, c.coef_index = coef_index, c.layers = 1, c.rows = n_in, c.fan = fo;
+        run_parallel(copy_coef_rows, &c, threads);
+        coef = coef_copy, coef_index = NULL;
+    }
     if (grad_x) {
         Problem r = {0};
         r.out = grad_x, r.index = right, r.coef = coef, r.coef_index = coef_index, r.rows = n_in, r.fan = fo;
