@@ -7,6 +7,7 @@ runs this file again in a child process with the variable set; in this process t
 report as skipped and the child's result is that one test's.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -25,6 +26,8 @@ kernel_test = pytest.mark.skipif(not RUNS_HERE, reason="runs in the child proces
 
 
 @pytest.mark.skipif(RUNS_HERE, reason="the kernel tests run in this process")
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                    reason="triton is not installed (pip install -e '.[gpu]', Linux only)")
 def test_kernels_in_the_interpreter():
     child = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
