@@ -235,14 +235,13 @@ def layer_backward(grad_y: torch.Tensor, x_fm: torch.Tensor, coef: torch.Tensor,
     copy = torch.empty((n_out, batch), dtype=grad_y.dtype) if batch_major else None
     pack = _pack_buffers(tiled, threads, n_out, grad_y.dtype)
     # On tiles the gathers would read each weight through coef_index once per tile, at random: copied in
-    # fan-out order first, in the same call (at 4096x4096 6.25 % the tiled gathers took 15.7 ms reading
-    # them indirectly, 9.7 ms from such a copy, which took 2.0 ms as a torch index_select).
+    # fan-out order first, in the same call (at 4096x4096 6.25 % on a Zen 4 core pair the tiled gathers
+    # took 12.9 ms reading them indirectly, 8.0 ms from such a copy, which took 3.2 ms as a torch index_select).
     coef_copy = torch.empty(fan_out_right.shape, dtype=coef.dtype) if tiled and coef_index is not None else None
     _native.layer_backward(_pointer(grad_x), _pointer(grad_w), _pointer(grad_b), grad_y.data_ptr(), _pointer(copy),
                            _pointer(pack), x_fm.data_ptr(), coef.data_ptr(), _pointer(coef_index),
                            _pointer(coef_copy), fan_in_index.data_ptr(), fan_out_right.data_ptr(), n_in, n_out, fi,
-                           fo, batch, ld,
-                           x_fm.stride(1), int(batch_major), int(relu), int(tiled), threads)
+                           fo, batch, ld, x_fm.stride(1), int(batch_major), int(relu), int(tiled), threads)
     if want_b and grad_b is None:
         grad_b = copy.sum(1) if batch_major else grad_y.sum(0)
     return grad_x, grad_w, grad_b
