@@ -81,6 +81,20 @@ def test_weights_read_through_fan_out_positions_equal_their_copy(monkeypatch, ti
 
 
 @pytest.mark.parametrize("tiled", [False, True])
+def test_stacked_weights_read_through_fan_out_positions_equal_their_copy(monkeypatch, tiled):
+    """R stacked input gradients reading each layer's weights through its positions (copied in that order
+    first on tiles) equal the gathers of the copies in fan-out order."""
+    layers = [random_layer(128, 64, 16, seed) for seed in range(3)]
+    weight = torch.stack([layer.weight.detach() for layer in layers])
+    right = torch.stack([layer.fan_out_right for layer in layers])
+    position = torch.stack([layer.fan_out_position for layer in layers])
+    grad_y_t = torch.randn(3, 64, 70)
+    copied = _gather(monkeypatch, tiled, grad_y_t, right, fan_out_weights(weight, position))
+    in_place = _gather(monkeypatch, tiled, grad_y_t, right, weight, coef_index=position)
+    assert torch.equal(in_place, copied)
+
+
+@pytest.mark.parametrize("tiled", [False, True])
 def test_stacked_tiles_are_each_layers_gather(monkeypatch, tiled):
     """R stacked layers (3-D operands) on either way equal each layer gathered alone."""
     layers = [random_layer(80, 40, 10, seed) for seed in range(3)]

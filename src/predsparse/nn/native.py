@@ -96,6 +96,12 @@ def _pack_buffers(tiled: bool, threads: int, src_rows: int, dtype: torch.dtype) 
     return torch.empty((threads, src_rows, _native.PACK), dtype=dtype) if tiled else None
 
 
+def _coef_copy(tiled: bool, coef_index: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Where tiled gathers copy coefficients read through coef_index before gathering (see run_gather in
+    _native.c), shaped like the index; None where they read them directly."""
+    return torch.empty(coef_index.shape, dtype=dtype) if tiled and coef_index is not None else None
+
+
 def gather_reduce(src_t: torch.Tensor, index: torch.Tensor, coef: torch.Tensor, bias: torch.Tensor | None = None,
                   mask: torch.Tensor | None = None, relu_src: bool = False,
                   coef_index: torch.Tensor | None = None) -> torch.Tensor:
@@ -136,10 +142,11 @@ def gather_reduce(src_t: torch.Tensor, index: torch.Tensor, coef: torch.Tensor, 
             raise ValueError(f"native kernels: mask of shape {tuple(mask.shape)} does not match the output {tuple(out.shape)}")
         mask_ld, mask_r = _layout(mask)
     pack = _pack_buffers(tiled, threads, src_rows, src_t.dtype)
+    coef_copy = _coef_copy(tiled, coef_index, coef.dtype)
     _native.gather_reduce(out.data_ptr(), src_t.data_ptr(), index.data_ptr(), coef.data_ptr(), _pointer(coef_index),
-                          layers, shape[-2], shape[-1], batch, src_ld, out_ld, src_r, out_r, index_r, coef_r,
-                          _pointer(bias), bias_r, _pointer(mask), mask_ld, mask_r, int(relu_src), int(tiled),
-                          src_rows, _pointer(pack), threads)
+                          _pointer(coef_copy), layers, shape[-2], shape[-1], batch, src_ld, out_ld, src_r, out_r,
+                          index_r, coef_r, _pointer(bias), bias_r, _pointer(mask), mask_ld, mask_r, int(relu_src),
+                          int(tiled), src_rows, _pointer(pack), threads)
     return out
 
 
@@ -234,10 +241,7 @@ def layer_backward(grad_y: torch.Tensor, x_fm: torch.Tensor, coef: torch.Tensor,
     grad_b = torch.empty(n_out, dtype=grad_y.dtype) if want_b and want_w else None
     copy = torch.empty((n_out, batch), dtype=grad_y.dtype) if batch_major else None
     pack = _pack_buffers(tiled, threads, n_out, grad_y.dtype)
-    # On tiles the gathers would read each weight through coef_index once per tile, at random: copied in
-    # fan-out order first, in the same call (at 4096x4096 6.25 % on a Zen 4 core pair the tiled gathers
-    # took 12.9 ms reading them indirectly, 8.0 ms from such a copy, which took 3.2 ms as a torch index_select).
-    coef_copy = torch.empty(fan_out_right.shape, dtype=coef.dtype) if tiled and coef_index is not None else None
+    coef_copy = _coef_copy(tiled, coef_index, coef.dtype)
     _native.layer_backward(_pointer(grad_x), _pointer(grad_w), _pointer(grad_b), grad_y.data_ptr(), _pointer(copy),
                            _pointer(pack), x_fm.data_ptr(), coef.data_ptr(), _pointer(coef_index),
                            _pointer(coef_copy), fan_in_index.data_ptr(), fan_out_right.data_ptr(), n_in, n_out, fi,
