@@ -210,8 +210,8 @@ _triton_backend: Backend | None = None
 # 1024x1024, 0.88 at 1/4 and 1.15 at 3/8 on 4096x512 (at 00a39e7: 0.60, 0.78, 1.02; 0.89, 1.31); on a
 # 2-core AMD EPYC (AVX2, 3.7-5x slower BLAS, at 03b7aac: benchmarks/measured/sparse_linear_dispatch_cpu.csv)
 # 0.61 at 3/8, 0.92 at 5/8 and 1.05 at 3/4 on 1024x1024, 0.66 at 3/8 and 0.98 at 5/8 on 4096x512; on a
-# 2-core Zen 4 EPYC (AVX-512, at 3760962: benchmarks/measured/sparse_linear_dispatch_cpu_zen4.csv) 0.67 at
-# 3/8 and 1.00 at 5/8 on 1024x1024, 0.86 at 3/8 and 1.12 at 5/8 on 4096x512. One
+# 2-core Zen 4 EPYC (AVX-512, at 9d763de: benchmarks/measured/sparse_linear_dispatch_cpu_zen4.csv) 0.50 at
+# 3/8, 0.80 at 5/8 and 1.06 at 3/4 on 1024x1024, 0.77 at 3/8 and 1.24 at 5/8 on 4096x512. One
 # density cannot fit every layer and machine: 0.35 keeps the Intel machine's wider layer's, at up to 1.7x
 # the gathers' time between 3/8 and 5/8 elsewhere.
 DENSE_DISPATCH_DENSITY = {"cpu": 0.35, "cuda": math.inf}
