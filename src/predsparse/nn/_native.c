@@ -330,8 +330,8 @@ static PyObject *py_layer_forward(PyObject *self, PyObject *args) {
 /* A SparseLinear layer's backward in one call, from grad_y (feature-major or batch-major; a batch-major one
  * is copied feature-major into gy_copy) and the saved feature-major input x_t: grad_x_t (N_in, B), the
  * fan-out gather with coefficients coef (or coef[coef_index], copied into coef_copy on tiles: run_gather),
- * masked by relu?(x_t)'s gradient; then grad_w
- * (N_out, fi) and grad_b, the connection dots and row sums of grad_y. Outputs given as 0 are skipped. */
+ * masked by relu?(x_t)'s gradient; then grad_w (N_out, fi) and grad_b, the connection dots and row sums of
+ * grad_y. Outputs given as 0 are skipped. */
 static PyObject *py_layer_backward(PyObject *self, PyObject *args) {
     float *grad_x, *grad_w, *grad_b, *gy_copy, *buf, *coef_copy;
     const float *gy, *x_t, *coef;
